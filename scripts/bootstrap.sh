@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs whatever castline needs that this machine lacks, and nothing twice:
+# Debian packages (ffmpeg, a TTF font), a virtualenv in .venv, the project in editable mode.
+# Sourced by `make demo` / `make test`; safe to run again (each step checks before it acts).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+need_apt=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[bootstrap] installing Debian packages: ${need_apt[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+py="${PYTHON:-python3.11}"
+command -v "$py" >/dev/null 2>&1 || py=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[bootstrap] creating .venv with $($py --version)"
+  "$py" -m venv .venv
+fi
+
+# Reinstall only when the dependency list changed since the last successful install.
+stamp=.venv/.castline-deps
+want="$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[bootstrap] installing castline and its dependencies into .venv (first time: several minutes)"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  # facenet-pytorch pins an old torch in its metadata; its MTCNN code and bundled weights work with
+  # the torch above, so it is installed without its dependency list.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
+  echo "$want" > "$stamp"
+else
+  echo "[bootstrap] .venv is up to date"
+fi
+
+# ultralytics looks for Arial.ttf in its config dir and downloads it when missing: give it a local font.
+mkdir -p .castline-config/Ultralytics
+[ -f .castline-config/Ultralytics/Arial.ttf ] || cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf .castline-config/Ultralytics/Arial.ttf

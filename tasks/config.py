@@ -1,0 +1,117 @@
+"""The run configuration: one pydantic model that is the library flow's parameter schema.
+
+In: a YAML file (optional) and CLI overrides. Out: a validated `RunConfig` whose per-stage parts are
+hashed into each stage's cache key, so changing a stage's parameters re-runs that stage and those after it.
+The same model is the Prefect flow's parameter, so the UI shows the same form as the YAML file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemuxParams(_Params):
+    fps: float = Field(1.0, gt=0, description="frames sampled per second of video")
+    keyframes_only: bool = Field(False, description="decode only keyframes (fast; ignores fps)")
+    max_side: int = Field(960, ge=64, description="sampled frames are downscaled so their long side is at most this")
+    jpeg_quality: int = Field(92, ge=50, le=100, description="quality of the stored sampled frames")
+    sample_rate: int = Field(16000, ge=8000, description="sample rate of the extracted mono audio (Hz)")
+
+
+class DetectParams(_Params):
+    backend: Literal["mtcnn", "dlib-hog", "haar"] = Field(
+        "mtcnn", description="face detector; all ship their weights in a pip package")
+    min_face: int = Field(32, ge=8, description="smallest face side kept, in pixels of the sampled frame")
+    min_score: float = Field(0.9, ge=0, le=1, description="detections below this confidence are dropped")
+
+
+class TrackParams(_Params):
+    shot_threshold: float = Field(0.5, gt=0, le=2,
+                                  description="colour-histogram distance between sampled frames that starts a new shot")
+    match_threshold: float = Field(0.8, gt=0, le=1, description="ByteTrack matching threshold")
+    lost_frames: int = Field(2, ge=0, description="sampled frames a track may miss before it ends")
+
+
+class EmbedParams(_Params):
+    margin: float = Field(0.0, ge=0, le=1, description="extra context around a face box before landmarking")
+    jitter: int = Field(0, ge=0, le=10, description="dlib jitters per face (slower, slightly more robust)")
+
+
+class ClusterParams(_Params):
+    threshold: float = Field(0.55, gt=0, le=2,
+                             description="max Euclidean distance (dlib 128-d) between tracks of one character")
+
+
+class VadParams(_Params):
+    threshold: float = Field(0.5, gt=0, lt=1, description="silero speech probability threshold")
+    min_speech: float = Field(0.25, ge=0, description="shortest speech segment kept (s)")
+    min_silence: float = Field(0.3, ge=0, description="shortest pause that splits speech (s)")
+
+
+class DiarizeParams(_Params):
+    window: float = Field(1.5, gt=0.2, description="speaker-embedding window (s)")
+    step: float = Field(0.75, gt=0.05, description="hop between embedding windows (s)")
+    threshold: float = Field(0.35, gt=0, lt=2, description="cosine distance under which windows share a speaker")
+    max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
+
+
+class AlignParams(_Params):
+    min_score: float = Field(0.3, ge=0, le=1,
+                             description="least share of a voice's speech a face must be visible for, to be linked")
+
+
+class RunConfig(_Params):
+    parallel: int = Field(2, ge=1, le=64, description="videos processed at the same time")
+    demux: DemuxParams = DemuxParams()
+    detect: DetectParams = DetectParams()
+    track: TrackParams = TrackParams()
+    embed: EmbedParams = EmbedParams()
+    cluster: ClusterParams = ClusterParams()
+    vad: VadParams = VadParams()
+    diarize: DiarizeParams = DiarizeParams()
+    align: AlignParams = AlignParams()
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """YAML file (if any) first, then dotted overrides such as {"demux.fps": 2}."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a castline config must be a YAML mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return RunConfig.model_validate(data)
+
+
+def dump_yaml(config: RunConfig) -> str:
+    """The config as YAML, each field preceded by its description — the file users start from."""
+    lines = ["# castline run configuration (schema: tasks/config.py RunConfig)"]
+
+    def walk(model: BaseModel, indent: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                lines.append(f"{indent}{name}:")
+                walk(value, indent + "  ")
+                continue
+            if field.description:
+                lines.append(f"{indent}# {field.description}")
+            lines.append(f"{indent}{yaml.safe_dump({name: value}, default_flow_style=True).strip()[1:-1]}")
+
+    walk(config, "")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""The thin layer every stage shares: skip-if-finished Prefect tasks and progress hooks.
+
+In: a stage function that writes its result to `out` (atomically, via tasks/formats.py).
+Out: a Prefect task that returns `out` at once when it already exists (the cache key is in its path),
+and a progress hook (tqdm bar) that stage functions call as `progress(done, total)`.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm.auto import tqdm
+
+Progress = Optional[Callable[[int, int], None]]
+
+
+class ProgressBar:
+    """A progress hook that draws one terminal bar per stage and video (pyannote's ProgressHook idea)."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self._bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.desc, leave=False, file=sys.stderr,
+                             dynamic_ncols=True, mininterval=0.5)
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _logger() -> logging.Logger:
+    try:
+        from prefect.logging import get_run_logger
+        return get_run_logger()  # type: ignore[return-value]
+    except Exception:
+        return logging.getLogger("castline")
+
+
+def stage_task(name: str, **task_options):
+    """Wrap `fn(*args, out=Path, **kw)` as a Prefect task that is skipped when `out` already exists.
+
+    castline's one caching mechanism is the path itself (content hash + parameters + code version),
+    so Prefect's own result caching is switched off to avoid a second, disagreeing cache.
+    """
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    def decorate(fn: Callable[..., object]):
+        @functools.wraps(fn)
+        def run(*args, out: Path, **kwargs) -> Path:
+            out = Path(out)
+            if out.exists():
+                _logger().info("%s: reusing %s", name, out.name)
+                return out
+            fn(*args, out=out, **kwargs)
+            if not out.exists():
+                raise RuntimeError(f"stage {name} finished without writing {out}")
+            return out
+
+        return task(name=name, cache_policy=NO_CACHE, persist_result=False, **task_options)(run)
+
+    return decorate

@@ -1,0 +1,117 @@
+"""Where every result lives, and the keys that make re-runs skip finished work.
+
+In: a workspace folder, a video path, stage names and parameters. Out: stable paths
+`cache/<stage>/<video-id>/<key>.<ext>` whose key hashes the video's content, the stage's parameters,
+the upstream keys and the stage module's source; human-facing outputs under `videos/<name>/` and
+`library/`. A result exists only once it was renamed into place, so "exists" means "finished".
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tasks.formats import TEMP_SUFFIX, read_json, write_json
+
+_HASH_CHUNK = 1 << 20
+
+
+def file_digest(path: str | Path) -> str:
+    """BLAKE2b of the whole file, streamed (never the whole file in memory)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def params_digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+
+@lru_cache(maxsize=None)
+def code_version(module_name: str) -> str:
+    """Hash of a stage module's source: editing a stage invalidates its cached results."""
+    source = inspect.getsource(importlib.import_module(module_name))
+    return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def safe_name(name: str) -> str:
+    return _UNSAFE.sub("_", name).strip("._") or "video"
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """Identifies one stage's result for one video: what went in and which code made it."""
+
+    stage: str
+    video_id: str
+    key: str
+
+    def chain(self, stage: str, module: str, params: Any) -> "StageKey":
+        """The key of a downstream stage fed by this one."""
+        return StageKey(stage, self.video_id, params_digest(self.key, stage, code_version(module), params))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Workspace":
+        root = Path(root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    # -- content identity --
+    def video_id(self, video: str | Path) -> str:
+        """Content hash of a video, remembered by (path, size, mtime) so big files hash once."""
+        video = Path(video)
+        st = video.stat()
+        index_path = self.root / "index" / f"{params_digest(str(video.resolve()))}.json"
+        stamp = [st.st_size, st.st_mtime_ns]
+        if index_path.exists():
+            entry = read_json(index_path)
+            if entry.get("stamp") == stamp:
+                return entry["digest"]
+        digest = file_digest(video)
+        write_json(index_path, {"path": str(video.resolve()), "stamp": stamp, "digest": digest})
+        return digest
+
+    def root_key(self, video: str | Path, stage: str, module: str, params: Any) -> StageKey:
+        vid = self.video_id(video)
+        return StageKey(stage, vid, params_digest(vid, stage, code_version(module), params))
+
+    # -- paths --
+    def stage_path(self, key: StageKey, ext: str) -> Path:
+        return self.root / "cache" / key.stage / key.video_id[:16] / f"{key.key}{ext}"
+
+    def video_dir(self, video: str | Path) -> Path:
+        return self.root / "videos" / safe_name(Path(video).name)
+
+    @property
+    def library_dir(self) -> Path:
+        return self.root / "library"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+
+def remove_partials(root: Path) -> int:
+    """Delete what a killed run was still writing (names end in TEMP_SUFFIX); returns how many."""
+    stale = sorted(root.rglob(f"*{TEMP_SUFFIX}"), key=lambda p: len(p.parts), reverse=True)
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return len(stale)
