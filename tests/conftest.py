@@ -1,0 +1,53 @@
+"""Shared fixtures: the repo's sample media, generated bad inputs, and an offline environment."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"YOLO_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_OFFLINE": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+SAMPLE = DATA / "sample"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """Small generated files, good and bad, made once per test session from the sample media."""
+    d = tmp_path_factory.mktemp("media")
+    ffmpeg("-i", str(SAMPLE / "megamind.avi"), "-t", "3", "-an", "-c:v", "libx264", "-preset", "ultrafast",
+           str(d / "video_only.mp4"))
+    ffmpeg("-i", str(SAMPLE / "montage_dev00.mp4"), "-vn", "-c:a", "aac", str(d / "audio_only.m4a"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=5", "-t", "0.01", str(d / "one_frame.mp4"))
+    data = (SAMPLE / "hamilton.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 4])
+    (d / "text.mp4").write_text("this is not a video\n" * 50)
+    (d / "empty.mp4").write_bytes(b"")
+    return d
+
+
+@pytest.fixture
+def bad_library(tmp_path, media_dir) -> Path:
+    """A library with one good clip and the three bad cases of the spine issue."""
+    lib = tmp_path / "library"
+    lib.mkdir()
+    shutil.copy(SAMPLE / "hamilton.mp4", lib / "hamilton.mp4")
+    for name in ("truncated.mp4", "text.mp4", "video_only.mp4"):
+        shutil.copy(media_dir / name, lib / name)
+    return lib

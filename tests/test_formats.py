@@ -1,0 +1,54 @@
+import pytest
+
+from tasks.formats import (
+    TEMP_SUFFIX,
+    atomic_dir,
+    read_rttm,
+    read_timeline_csv,
+    sanitize_label,
+    write_json,
+    write_rttm,
+    write_timeline_csv,
+)
+from tasks.records import SpeechTurn, TimelineSpan
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(TypeError):
+        write_json(target, {"x": object()})
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "store"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a").write_text("1")
+            raise RuntimeError("killed")
+    assert not target.exists() and not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    assert (target / "a").read_text() == "1"
+
+
+def test_rttm_round_trip_has_ten_fields_and_safe_labels(tmp_path):
+    turns = [SpeechTurn(1.5, 3.25, "Lin-Manuel Miranda"), SpeechTurn(0.0, 1.0, "../evil/name")]
+    write_rttm(tmp_path / "x.rttm", "my video", turns)
+    lines = (tmp_path / "x.rttm").read_text().splitlines()
+    assert all(len(line.split()) == 10 for line in lines)
+    assert lines[0] == "SPEAKER my_video 1 0.000 1.000 <NA> <NA> evil_name <NA> <NA>"
+    back = read_rttm(tmp_path / "x.rttm")["my_video"]
+    assert back[1] == SpeechTurn(1.5, 3.25, "Lin-Manuel_Miranda")
+
+
+@pytest.mark.parametrize("raw, clean", [("a b/c", "a_b_c"), ("..", "unnamed"), ("Zoë", "Zo")])
+def test_sanitize_label(raw, clean):
+    assert sanitize_label(raw) == clean
+
+
+def test_timeline_csv_round_trip(tmp_path):
+    spans = [TimelineSpan("v.mp4", "character_000", "on_screen", 0.0, 2.5, "0,1"),
+             TimelineSpan("v.mp4", "offscreen_SPEAKER_01", "speaking", 1.0, 1.5, "SPEAKER_01")]
+    write_timeline_csv(tmp_path / "t.csv", spans)
+    assert read_timeline_csv(tmp_path / "t.csv") == spans
