@@ -33,10 +33,13 @@ class DetectParams(_Params):
 
 
 class TrackParams(_Params):
-    shot_threshold: float = Field(0.5, gt=0, le=2,
+    shot_threshold: float = Field(0.3, gt=0, le=2,
                                   description="colour-histogram distance between sampled frames that starts a new shot")
     match_threshold: float = Field(0.8, gt=0, le=1, description="ByteTrack matching threshold")
     lost_frames: int = Field(2, ge=0, description="sampled frames a track may miss before it ends")
+    appearance_threshold: float = Field(
+        0.3, gt=0, le=1,
+        description="HSV-histogram distance between a track's consecutive face crops that splits the track")
 
 
 class EmbedParams(_Params):
@@ -45,26 +48,37 @@ class EmbedParams(_Params):
 
 
 class ClusterParams(_Params):
-    threshold: float = Field(0.55, gt=0, le=2,
+    threshold: float = Field(0.6, gt=0, le=2,
                              description="max Euclidean distance (dlib 128-d) between tracks of one character")
 
 
 class VadParams(_Params):
-    threshold: float = Field(0.5, gt=0, lt=1, description="silero speech probability threshold")
+    threshold: float = Field(0.3, gt=0, lt=1, description="silero speech probability threshold")
     min_speech: float = Field(0.25, ge=0, description="shortest speech segment kept (s)")
-    min_silence: float = Field(0.3, ge=0, description="shortest pause that splits speech (s)")
+    min_silence: float = Field(0.6, ge=0, description="shortest pause that splits speech (s)")
 
 
 class DiarizeParams(_Params):
     window: float = Field(1.5, gt=0.2, description="speaker-embedding window (s)")
-    step: float = Field(0.75, gt=0.05, description="hop between embedding windows (s)")
-    threshold: float = Field(0.35, gt=0, lt=2, description="cosine distance under which windows share a speaker")
+    step: float = Field(0.5, gt=0.05, description="hop between embedding windows (s)")
+    threshold: float = Field(1.1, gt=0, lt=2, description="cosine distance (after removing the file's mean voice) "
+                                                          "under which clusters of windows merge")
     max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
 
 
 class AlignParams(_Params):
     min_score: float = Field(0.3, ge=0, le=1,
                              description="least share of a voice's speech a face must be visible for, to be linked")
+
+
+class LibraryParams(_Params):
+    face_threshold: float = Field(0.55, gt=0, le=2,
+                                  description="max dlib distance between a video's character and a library character it joins")
+    voice_threshold: float = Field(0.35, gt=0, lt=2,
+                                   description="max cosine distance between a file's voice and a library speaker it joins")
+    gallery: str | None = Field(None, description="folder of <Name>/*.jpg photos [default: LIBRARY/gallery when present]")
+    gallery_threshold: float = Field(0.55, gt=0, le=2,
+                                     description="max dlib distance between a character and a gallery name that names it")
 
 
 class RunConfig(_Params):
@@ -77,6 +91,7 @@ class RunConfig(_Params):
     vad: VadParams = VadParams()
     diarize: DiarizeParams = DiarizeParams()
     align: AlignParams = AlignParams()
+    library: LibraryParams = LibraryParams()
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -157,10 +157,12 @@ def iter_frames(info: MediaInfo, params: DemuxParams):
     """
     width, height = output_size(info, params.max_side)
     input_args = {"skip_frame": "nokey"} if params.keyframes_only else {}
-    stream = ffmpeg.input(info.path, **input_args)
-    video = stream.video
+    video = ffmpeg.input(info.path, **input_args).video
     if not params.keyframes_only:
-        video = video.filter("fps", fps=params.fps, round="near")
+        # The first frame of each 1/fps bin, kept with its own timestamp. (ffmpeg's fps filter would
+        # relabel a later frame with the bin's start time: content ~0.4 s later than its timestamp.)
+        r = params.fps
+        video = video.filter("select", f"isnan(prev_selected_t)+gt(floor(t*{r}),floor(prev_selected_t*{r}))")
     video = video.filter("scale", width, height).filter("showinfo")
     out = ffmpeg.output(video, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     cmd = ffmpeg.compile(out.global_args("-nostdin", "-hide_banner", "-loglevel", "info"))

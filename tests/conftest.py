@@ -1,17 +1,15 @@
 """Shared fixtures: the repo's sample media, generated bad inputs, and an offline environment."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-for _k, _v in {"YOLO_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false",
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1"}.items():
-    os.environ.setdefault(_k, _v)
+from tasks.offline import configure
+
+configure()
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -51,3 +49,22 @@ def bad_library(tmp_path, media_dir) -> Path:
     for name in ("truncated.mp4", "text.mp4", "video_only.mp4"):
         shutil.copy(media_dir / name, lib / name)
     return lib
+
+
+@pytest.fixture(scope="session")
+def frame_store(tmp_path_factory):
+    """frame_store("hamilton.mp4") -> frames.json of that sample video, sampled once per session by
+    the demux stage itself at its default rate."""
+    from tasks.config import DemuxParams
+    from tasks.demux import FRAMES_INDEX, probe, sample_frames
+
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp(Path(name).stem)
+            sample_frames(probe(SAMPLE / name), out, DemuxParams())
+            made[name] = out / FRAMES_INDEX
+        return made[name]
+
+    return make

@@ -1,0 +1,122 @@
+"""Face embeddings, one per track.
+
+In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, 128)
+float32 .npy, row i = track i. Backend: dlib's ResNet face descriptor (weights from face_recognition_models).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tasks import formats
+from tasks.config import EmbedParams
+from tasks.detect import read_rgb
+from tasks.records import Frame, Track
+from tasks.stage import Progress, ProgressBar, stage_task
+
+DIM = 128
+
+
+class DlibFaceEmbedder:
+    """dlib 128-d descriptors, compared by Euclidean distance (dlib's own rule: under 0.6 = same person).
+
+    Each box is landmarked with the 5-point predictor and the descriptor is computed on the aligned face chip
+    dlib cuts from those landmarks, so detector boxes of any style (MTCNN, HOG, Haar) give comparable vectors.
+    """
+
+    name = "dlib-resnet"
+
+    def __init__(self, margin: float = 0.0, jitter: int = 0):
+        self.margin = float(margin)
+        self.jitter = int(jitter)
+        self._models = None
+
+    def _load(self):
+        if self._models is None:
+            import warnings
+
+            import dlib
+            with warnings.catch_warnings():
+                # face_recognition_models still imports pkg_resources, which only warns about itself.
+                warnings.simplefilter("ignore")
+                import face_recognition_models as frm
+
+            self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+                            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+        return self._models
+
+    def _rect(self, box: Sequence[float], width: int, height: int):
+        import dlib
+
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        # The landmark model was trained on dlib HOG boxes, which are looser than MTCNN's; a margin lets
+        # tight boxes include the whole jaw and brow line.
+        dx, dy = (x2 - x1) * self.margin / 2, (y2 - y1) * self.margin / 2
+        left, top = max(0, int(round(x1 - dx))), max(0, int(round(y1 - dy)))
+        right, bottom = min(width - 1, int(round(x2 + dx)) - 1), min(height - 1, int(round(y2 + dy)) - 1)
+        return dlib.rectangle(left, top, max(left, right), max(top, bottom))
+
+    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        if len(boxes_xyxy) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        import dlib
+
+        predictor, model = self._load()
+        image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+        height, width = image.shape[:2]
+        shapes = dlib.full_object_detections()
+        for box in boxes_xyxy:
+            shapes.append(predictor(image, self._rect(box, width, height)))
+        vectors = model.compute_face_descriptor(image, shapes, self.jitter)
+        return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
+
+
+def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
+                 progress: Progress = None, embedder: DlibFaceEmbedder | None = None,
+                 frames: Sequence[Frame] | None = None) -> np.ndarray:
+    """Row i = plain mean of track i's per-box descriptors (not re-normalised, so dlib's 0.6 rule still holds).
+
+    `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
+    """
+    frames_dir = Path(frames_dir)
+    embedder = embedder or DlibFaceEmbedder(margin=params.margin, jitter=params.jitter)
+    if frames is None:
+        frames = formats.read_frames(frames_dir / "frames.json")
+    files = {f.index: f.file for f in frames}
+
+    # Group by frame so each JPEG is decoded once, however many faces it holds.
+    by_frame: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = defaultdict(list)
+    for row, track in enumerate(tracks):
+        for box in track.boxes:
+            by_frame[box.frame].append((row, box.xyxy))
+
+    sums = np.zeros((len(tracks), DIM), dtype=np.float64)
+    counts = np.zeros(len(tracks), dtype=np.int64)
+    for n, frame_index in enumerate(sorted(by_frame), 1):
+        if frame_index not in files:
+            raise KeyError(f"a track has a box on frame {frame_index}, which is not in the frame index")
+        items = by_frame[frame_index]
+        vectors = embedder.embed(read_rgb(frames_dir / files[frame_index]), [xyxy for _, xyxy in items])
+        for (row, _), vec in zip(items, vectors):
+            sums[row] += vec
+            counts[row] += 1
+        if progress is not None:
+            progress(n, len(by_frame))
+    out = sums / np.maximum(counts, 1)[:, None]
+    return out.astype(np.float32)
+
+
+@stage_task("embed")
+def embed_task(frames_index: Path, tracks_path: Path, *, out: Path, params: EmbedParams) -> None:
+    frames_index = Path(frames_index)
+    frames_dir = frames_index.parent
+    bar = ProgressBar(f"embed {frames_dir.name}")
+    try:
+        matrix = embed_tracks(frames_dir, formats.read_tracks(tracks_path), params, progress=bar,
+                              frames=formats.read_frames(frames_index))
+    finally:
+        bar.close()
+    formats.write_npy(out, matrix)

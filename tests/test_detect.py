@@ -1,0 +1,132 @@
+"""Face detection: every backend finds real faces on real sampled frames; filtering and the stage wrapper."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import formats
+from tasks.config import DetectParams
+from tasks.detect import (
+    DlibHOGDetector,
+    HaarDetector,
+    MTCNNDetector,
+    clean_detections,
+    detect_faces,
+    detect_task,
+    make_detector,
+    read_rgb,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+GT = REPO / "data" / "ground_truth" / "montage"
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@pytest.fixture(scope="module")
+def montage_store(frame_store) -> Path:
+    return frame_store("montage_dev00.mp4")
+
+
+@pytest.fixture(scope="module")
+def hamilton_store(frame_store) -> Path:
+    return frame_store("hamilton.mp4")
+
+
+def ground_truth_faces(second: int) -> list[list[float]]:
+    """Face boxes of the montage frame in the middle of the sampled second (photos drift only a few px)."""
+    frames = json.loads((GT / "montage_dev00.json").read_text())["frames"]
+    return [v["face_box"] for v in frames[10 * second + 5]["visible"]]
+
+
+@pytest.mark.parametrize("backend", ["mtcnn", "dlib-hog", "haar"])
+def test_backend_finds_both_ground_truth_faces(backend, montage_store):
+    second = 5  # Obama speaking, Rose Leslie listening: two faces on screen
+    truth = ground_truth_faces(second)
+    assert len(truth) == 2
+    image = read_rgb(montage_store.parent / formats.read_frames(montage_store)[second].file)
+    found = make_detector(DetectParams(backend=backend)).detect(image)
+    assert all(0.0 <= d[4] <= 1.0 for d in found)
+    for face in truth:
+        assert max((iou(d, face) for d in found), default=0.0) > 0.3, (backend, face, found)
+
+
+def test_mtcnn_finds_the_speaker_on_stage(hamilton_store):
+    # Seconds 4-7 of hamilton are close shots of Lin-Manuel Miranda speaking on stage.
+    frames = formats.read_frames(hamilton_store)[4:8]
+    boxes = detect_faces(hamilton_store.parent, frames, DetectParams())
+    assert {b.frame for b in boxes} == {f.index for f in frames}
+    for b in boxes:
+        assert b.label == "face" and b.score >= DetectParams().min_score
+        assert b.t == frames[b.frame - 4].t
+        assert min(b.x2 - b.x1, b.y2 - b.y1) >= DetectParams().min_face
+
+
+def test_blank_frame_has_no_face():
+    blank = np.full((240, 320, 3), 127, dtype=np.uint8)
+    for detector in (MTCNNDetector(), DlibHOGDetector(), HaarDetector()):
+        assert detector.detect(blank) == []
+
+
+class _FakeDetector:
+    name = "fake"
+
+    def __init__(self, detections):
+        self.detections = detections
+
+    def detect(self, image_rgb):
+        return list(self.detections)
+
+
+def test_clean_detections_clips_then_filters():
+    kept = clean_detections(
+        [(-10, -5, 50, 60, 0.99),   # clipped to (0, 0, 50, 60): kept
+         (300, 200, 340, 260, 0.99),  # clipped to 20 px wide: too small once clipped
+         (10, 10, 60, 60, 0.5),     # unsure
+         (10, 10, 20, 20, 0.99)],   # small
+        width=320, height=240, min_face=32, min_score=0.9)
+    assert kept == [(0.0, 0.0, 50, 60, 0.99)]
+
+
+def test_detect_task_writes_boxes_once(tmp_path, montage_store):
+    store = tmp_path / "store"
+    store.mkdir()
+    frames = formats.read_frames(montage_store)[:2]
+    for f in frames:
+        (store / f.file).write_bytes((montage_store.parent / f.file).read_bytes())
+    index = formats.write_frames(store / "frames.json", frames)
+    out = tmp_path / "boxes.json"
+    params = DetectParams(backend="haar")
+    assert detect_task.fn(index, out=out, params=params) == out
+    data = formats.read_json(out)
+    assert data["detector"] == "haar"
+    assert {b.frame for b in formats.read_boxes(out)} == {0, 1}
+    before = out.stat().st_mtime_ns
+    detect_task.fn(index, out=out, params=params)  # finished result: reused, not recomputed
+    assert out.stat().st_mtime_ns == before
+
+
+def test_detect_faces_reports_progress(tmp_path, montage_store):
+    frames = formats.read_frames(montage_store)[:3]
+    seen = []
+    boxes = detect_faces(montage_store.parent, frames, DetectParams(min_face=8, min_score=0.0),
+                         progress=lambda done, total: seen.append((done, total)),
+                         detector=_FakeDetector([(5, 5, 100, 100, 0.7)]))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert [b.frame for b in boxes] == [0, 1, 2]
+
+
+def test_unknown_backend_is_refused():
+    params = DetectParams.model_construct(backend="yolo", min_face=20, min_score=0.5)
+    with pytest.raises(ValueError):
+        make_detector(params)
