@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs whatever castline needs that this machine lacks, and nothing twice:
-# Debian packages (ffmpeg, a TTF font), a virtualenv in .venv, the project in editable mode.
+# Debian packages (ffmpeg), a virtualenv in .venv, the project in editable mode.
 # Sourced by `make demo` / `make test`; safe to run again (each step checks before it acts).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +8,6 @@ cd "$root"
 
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[bootstrap] installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -37,6 +36,5 @@ else
   echo "[bootstrap] .venv is up to date"
 fi
 
-# ultralytics looks for Arial.ttf in its config dir and downloads it when missing: give it a local font.
-mkdir -p .castline-config/Ultralytics
-[ -f .castline-config/Ultralytics/Arial.ttf ] || cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf .castline-config/Ultralytics/Arial.ttf
+# ultralytics' font and the offline settings: one place, tasks/offline.py.
+.venv/bin/python -c "from tasks.offline import configure; configure()"

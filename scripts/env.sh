@@ -1,9 +1,3 @@
-# Environment every castline command runs with: nothing may wait on the network or send telemetry.
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export YOLO_OFFLINE=1
-export YOLO_CONFIG_DIR="$root/.castline-config/Ultralytics"
-export PYANNOTE_METRICS_ENABLED=false
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
-export HF_HUB_OFFLINE=1
-export TRANSFORMERS_OFFLINE=1
-export PATH="$root/.venv/bin:$PATH"
+# Puts castline's virtualenv on PATH. The offline settings themselves live in tasks/offline.py,
+# which the CLI and the tests apply first thing.
+export PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin:$PATH"

@@ -277,3 +277,10 @@ def write_segments(path: str | Path, segments: Sequence[Segment], **meta: Any) -
 
 def read_segments(path: str | Path) -> list[Segment]:
     return [Segment(**s) for s in read_json(path)["segments"]]
+
+
+# --- voice centroids -----------------------------------------------------------------------------
+
+def read_centroids(path: str | Path) -> dict[str, np.ndarray]:
+    """Speaker label -> voice centroid (float32), from a turns file written with `centroids=`."""
+    return {k: np.asarray(v, dtype=np.float32) for k, v in read_json(path).get("centroids", {}).items()}

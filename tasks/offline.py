@@ -1,0 +1,33 @@
+"""Offline environment: nothing castline runs may wait on the network or send telemetry.
+
+In: the process environment. Out: the variables that keep ultralytics, pyannote, Prefect and Hugging Face
+offline (set only where the user has not set them), and a local font where ultralytics looks for Arial.ttf
+(it downloads one otherwise). Called first by the CLI and by the tests.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / ".castline-config" / "Ultralytics"
+
+SETTINGS = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_CONFIG_DIR": str(CONFIG_DIR),
+    "PYANNOTE_METRICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
+def configure() -> None:
+    for key, value in SETTINGS.items():
+        os.environ.setdefault(key, value)
+    font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Arial.ttf"
+    if not font.exists():
+        import matplotlib
+
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
