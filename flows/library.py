@@ -1,0 +1,126 @@
+"""Library flow: every video of a folder through the per-video flow, a few at a time, then the
+library-level steps (combined timeline, run summary, Markdown report).
+
+One video failing never stops the others; the flow returns a summary whose `failed` list says which
+and why, and the CLI turns that into a non-zero exit.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from tqdm.auto import tqdm
+
+from flows.video import video_flow
+from tasks.config import RunConfig
+from tasks.identities import identities_task
+from tasks.timeline import timeline_task
+from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
+from tasks.records import VideoResult
+from tasks.report import render_report
+from tasks.workspace import Workspace, remove_partials
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+WORKSPACE_DIRNAME = ".castline"
+
+
+def default_workspace(library: str | Path) -> Path:
+    return Path(library) / WORKSPACE_DIRNAME
+
+
+def list_videos(library: Path, workspace: Path) -> list[Path]:
+    """Video files under `library` by extension, sorted; hidden folders and the workspace are skipped,
+    and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+    if not library.is_dir():
+        raise NotADirectoryError(f"library folder not found: {library}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(library):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and (here / d).resolve() != workspace.resolve())
+        found += [here / f for f in filenames if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
+def video_name(library: Path, video: Path) -> str:
+    """Unique, readable name of a video inside its library (sub-folders joined with '__')."""
+    return "__".join(video.relative_to(library).parts)
+
+
+@task(name="process-video", cache_policy=NO_CACHE)
+def process_video_task(video: str, name: str, workspace: str, config: RunConfig) -> dict:
+    state = video_flow(video, name, workspace, config, return_state=True)
+    if state.is_completed():
+        return state.result()
+    return to_jsonable(VideoResult(video=name, ok=False, error=state.message or state.name))
+
+
+def _set_torch_threads(parallel: int) -> None:
+    """Videos run in threads of one process: share the cores instead of oversubscribing them."""
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel))
+
+
+@flow(name="castline-library", task_runner=ThreadPoolTaskRunner(max_workers=64), validate_parameters=True)
+def library_flow(library: str, workspace: str | None = None, config: RunConfig = RunConfig()) -> dict:
+    """Process every video of LIBRARY into WORKSPACE (default LIBRARY/.castline)."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    lib = Path(library).resolve()
+    ws = Workspace.open(workspace or default_workspace(lib))
+    cleaned = remove_partials(ws.root)
+    if cleaned:
+        logger.info("removed %d unfinished result(s) left by an interrupted run", cleaned)
+    videos = list_videos(lib, ws.root)
+    logger.info("%d video(s) in %s; workspace %s; %d at a time", len(videos), lib, ws.root, config.parallel)
+    _set_torch_threads(config.parallel)
+
+    pending = deque(videos)
+    running = set()
+    results: dict[str, VideoResult] = {}
+    with tqdm(total=len(videos), desc="videos", unit="video", dynamic_ncols=True) as bar:
+        while pending or running:
+            while pending and len(running) < config.parallel:
+                v = pending.popleft()
+                running.add(process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config))
+            done = next(as_completed(list(running)))
+            running.remove(done)
+            r = VideoResult(**done.result())
+            results[r.video] = r
+            if r.ok:
+                logger.info("%s: done in %.1f s", r.video, r.seconds)
+            else:
+                logger.error("%s: FAILED: %s", r.video, r.error)
+            bar.update(1)
+
+    ordered = [results[video_name(lib, v)] for v in videos]
+    done = [r for r in ordered if r.ok]
+    gallery = config.library.gallery or (str(lib / "gallery") if (lib / "gallery").is_dir() else None)
+    names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config, gallery)
+    for r in done:
+        r.outputs.update(timeline_task(str(ws.root), r.video, r.outputs, names_path))
+    spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
+    write_timeline_csv(ws.library_dir / "timeline.csv", spans)
+    seconds = time.perf_counter() - started
+    report = render_report(str(lib), str(ws.root), ordered, seconds)
+    write_text(ws.library_dir / "report.md", report)
+    summary = {
+        "library": str(lib),
+        "workspace": str(ws.root),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2),
+        "succeeded": [r.video for r in ordered if r.ok],
+        "failed": [{"video": r.video, "error": r.error} for r in ordered if not r.ok],
+        "videos": ordered,
+        "report": str(ws.library_dir / "report.md"),
+    }
+    write_json(ws.runs_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json", summary)
+    write_json(ws.library_dir / "last_run.json", summary)
+    return to_jsonable(summary)

@@ -1,0 +1,193 @@
+"""Identities: the library-level step that gives each video's characters and voices global ids and names.
+
+In: per video, the cached stage results (tracks, track embeddings, local characters, speaker turns with
+centroids, speaker links). Out: the character and speaker registries updated (tasks/registry.py), gallery
+names applied, and each video's records relabelled with global ids — what the timeline is written from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tasks.config import RunConfig
+from tasks.detect import make_detector
+from tasks.embed import DlibFaceEmbedder
+from tasks.formats import (
+    read_centroids,
+    read_characters,
+    read_json,
+    read_links,
+    read_npy,
+    read_tracks,
+    read_turns,
+    write_json,
+)
+from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
+from tasks.records import Character, SpeakerLink, SpeechTurn, Track
+from tasks.registry import Registry, load_registry, open_registry
+from tasks.workspace import Workspace, file_digest, params_digest
+
+CHARACTERS_REGISTRY = "characters.parquet"
+SPEAKERS_REGISTRY = "speakers.parquet"
+
+
+@dataclass(frozen=True)
+class VideoStages:
+    """Where one processed video's stage results are (the per-video flow's outputs)."""
+
+    name: str
+    tracks: Path
+    embeddings: Path
+    characters: Path
+    links: Path
+    turns: Path | None
+    interval: float
+
+    @classmethod
+    def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
+        return cls(name=name, tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
+                   characters=Path(outputs["characters"]), links=Path(outputs["links"]),
+                   turns=Path(outputs["turns"]) if outputs.get("turns") else None,
+                   interval=float(outputs["interval"]))
+
+
+@dataclass(frozen=True)
+class LocalGroups:
+    """A video's local characters or speakers as the registry sees them."""
+
+    ids: list[str]
+    embeddings: np.ndarray
+    weights: list[float]
+    cannot_link: set[frozenset[str]]
+
+
+def character_groups(tracks: Sequence[Track], embeddings: np.ndarray, characters: Sequence[Character]) -> LocalGroups:
+    """Centroid of each local character's track embeddings, weighted by boxes; two characters seen on the
+    same frame cannot be one person, so they may not join the same library character."""
+    row = {t.track_id: i for i, t in enumerate(tracks)}
+    boxes = {t.track_id: len(t.boxes) for t in tracks}
+    frames = {c.character_id: {f for tid in c.track_ids for f in tracks[row[tid]].frames} for c in characters}
+    ids, vecs, weights = [], [], []
+    for c in characters:
+        w = np.array([boxes[t] for t in c.track_ids], float)
+        vecs.append((embeddings[[row[t] for t in c.track_ids]] * w[:, None]).sum(0) / w.sum())
+        ids.append(c.character_id)
+        weights.append(float(w.sum()))
+    cannot = {frozenset((a, b)) for i, a in enumerate(ids) for b in ids[i + 1:] if frames[a] & frames[b]}
+    return LocalGroups(ids, np.array(vecs, np.float32).reshape(len(ids), -1), weights, cannot)
+
+
+def speaker_groups(turns: Sequence[SpeechTurn], centroids: dict[str, np.ndarray]) -> LocalGroups:
+    """Each local voice with its centroid, weighted by speech time. Voices of one file are not
+    cannot-linked: diarization over-splits more often than it merges, and the library may reunite them."""
+    speech: dict[str, float] = {}
+    for t in turns:
+        speech[t.speaker] = speech.get(t.speaker, 0.0) + t.duration
+    ids = sorted(centroids)
+    vecs = np.array([centroids[s] for s in ids], np.float32).reshape(len(ids), -1)
+    return LocalGroups(ids, vecs, [speech.get(s, 0.0) for s in ids], set())
+
+
+def assign(reg: Registry, video: str, key: str, groups: LocalGroups, threshold: float) -> dict[str, str]:
+    if not groups.ids:
+        return {}
+    return reg.assign(video, key, groups.ids, groups.embeddings, groups.weights, groups.cannot_link, threshold)
+
+
+@dataclass(frozen=True)
+class GlobalView:
+    """One video's records in library terms: global character/speaker ids, gallery names applied."""
+
+    tracks: list[Track]
+    characters: list[Character]
+    turns: list[SpeechTurn]
+    links: list[SpeakerLink]
+
+
+def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str],
+            names: dict[str, GalleryMatch]) -> GlobalView:
+    """Local characters that joined the same library character are merged; links follow both maps."""
+    merged: dict[str, list[int]] = {}
+    for c in read_characters(stages.characters):
+        merged.setdefault(char_map.get(c.character_id, c.character_id), []).extend(c.track_ids)
+    characters = [Character(gid, tuple(sorted(tids)), name=names[gid].name if gid in names else None)
+                  for gid, tids in sorted(merged.items())]
+    turns = [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
+             for t in (read_turns(stages.turns) if stages.turns else [])]
+    links: dict[str, SpeakerLink] = {}
+    for link in read_links(stages.links):
+        spk = voice_map.get(link.speaker, link.speaker)
+        cid = char_map.get(link.character_id, link.character_id) if link.character_id else None
+        prev = links.get(spk)
+        if prev is None or link.score > prev.score:
+            links[spk] = SpeakerLink(spk, cid, link.score, link.speech_seconds, link.overlap_seconds)
+    return GlobalView(read_tracks(stages.tracks), characters, turns, [links[s] for s in sorted(links)])
+
+
+def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
+    """Gallery vectors, cached under a key of the photos' content and the model parameters."""
+    photos = gallery_images(gallery)
+    key = params_digest({n: [file_digest(p) for p in ps] for n, ps in photos.items()},
+                        cfg.detect.model_dump(), cfg.embed.model_dump())
+    cached = cache_dir / f"{key}.json"
+    if cached.exists():
+        return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}
+    vectors = embed_gallery(gallery, make_detector(cfg.detect),
+                            DlibFaceEmbedder(margin=cfg.embed.margin, jitter=cfg.embed.jitter))
+    write_json(cached, {n: v.tolist() for n, v in vectors.items()})
+    return vectors
+
+
+def registry_paths(ws: Workspace) -> tuple[Path, Path]:
+    return ws.library_dir / CHARACTERS_REGISTRY, ws.library_dir / SPEAKERS_REGISTRY
+
+
+def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConfig,
+                      gallery: Path | None) -> dict[str, GalleryMatch]:
+    """Assign every video's characters and voices to library identities (in name order, so the result
+    does not depend on which video finished first), then name characters from the gallery."""
+    chars_path, voices_path = registry_paths(ws)
+    with open_registry(chars_path, "character", "euclidean") as creg, \
+            open_registry(voices_path, "speaker", "cosine") as sreg:
+        for v in sorted(videos, key=lambda v: v.name):
+            groups = character_groups(read_tracks(v.tracks), read_npy(v.embeddings), read_characters(v.characters))
+            assign(creg, v.name, str(v.characters), groups, cfg.library.face_threshold)
+            if v.turns is not None:
+                groups = speaker_groups(read_turns(v.turns), read_centroids(v.turns))
+                assign(sreg, v.name, str(v.turns), groups, cfg.library.voice_threshold)
+        centroids = creg.centroids()
+    matches: list[GalleryMatch] = []
+    if gallery is not None:
+        vectors = gallery_embeddings(gallery, ws.root / "cache" / "gallery", cfg)
+        matches = name_characters(centroids, vectors, cfg.library.gallery_threshold)
+    write_json(ws.library_dir / "names.json", {"gallery": str(gallery) if gallery else None, "matches": matches})
+    return {m.character_id: m for m in matches}
+
+
+def global_view(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch]) -> GlobalView:
+    chars_path, voices_path = registry_paths(ws)
+    char_map = load_registry(chars_path, "character", "euclidean").mapping(stages.name)
+    voice_map = load_registry(voices_path, "speaker", "cosine").mapping(stages.name)
+    return relabel(stages, char_map, voice_map, names)
+
+
+# --- Prefect tasks -------------------------------------------------------------------------------
+
+def _task(**options):
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(cache_policy=NO_CACHE, persist_result=False, **options)
+
+
+@_task(name="identities")
+def identities_task(workspace: str, videos: list[tuple[str, dict]], config: RunConfig,
+                    gallery: str | None) -> Path:
+    """Runs every time (it is cheap, and unchanged videos keep their ids); returns names.json."""
+    ws = Workspace.open(workspace)
+    update_identities(ws, [VideoStages.from_outputs(n, o) for n, o in videos], config,
+                      Path(gallery) if gallery else None)
+    return ws.library_dir / "names.json"

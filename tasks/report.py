@@ -1,0 +1,55 @@
+"""Report: the short Markdown summary a person reads after a library run.
+
+In: the per-video results (VideoResult) and their timeline files. Out: `report.md` text — what
+succeeded, what failed and why, which stages were skipped, and each video's characters and voices.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tasks.formats import read_timeline_json
+from tasks.records import VideoResult
+
+
+def _fmt_seconds(x: float) -> str:
+    return f"{x:.1f} s"
+
+
+def video_section(result: VideoResult) -> list[str]:
+    lines = [f"### {result.video}", ""]
+    if not result.ok:
+        return lines + [f"**failed**: {result.error}", ""]
+    for note in result.notes:
+        lines.append(f"- note: {note}")
+    if result.skipped_stages:
+        lines.append(f"- skipped stages: {', '.join(result.skipped_stages)}")
+    timeline = result.outputs.get("timeline_json")
+    if timeline and Path(timeline).exists():
+        data = read_timeline_json(timeline)
+        lines += ["", "| character | on screen | speaking | voices |", "|---|---|---|---|"]
+        for label, c in sorted(data["characters"].items(), key=lambda kv: -kv[1]["screen_seconds"]):
+            voices = ", ".join(c.get("speakers", [])) or "—"
+            lines.append(f"| {label} | {_fmt_seconds(c['screen_seconds'])} | "
+                         f"{_fmt_seconds(c['speech_seconds'])} | {voices} |")
+    lines += ["", f"outputs: `{Path(timeline).parent}`" if timeline else "", ""]
+    return lines
+
+
+def render_report(library: str, workspace: str, results: Sequence[VideoResult], seconds: float) -> str:
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    lines = [
+        f"# castline run: {library}",
+        "",
+        f"- workspace: `{workspace}`",
+        f"- videos: {len(results)} — {len(ok)} succeeded, {len(failed)} failed",
+        f"- wall time: {_fmt_seconds(seconds)}",
+        "",
+    ]
+    if failed:
+        lines += ["## Failed", ""] + [f"- `{r.video}`: {r.error}" for r in failed] + [""]
+    lines += ["## Videos", ""]
+    for r in results:
+        lines += video_section(r)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,95 @@
+"""Timeline: per-character spans of screen time and speech for one video.
+
+In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
+Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span) and
+an RTTM of speech labelled by character. Voices linked to no face appear as `offscreen_<speaker>`.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from tasks.align import merge_intervals, visible_spans
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.formats import (
+    atomic_dir,
+    read_json,
+    write_characters,
+    write_rttm,
+    write_timeline_csv,
+    write_timeline_json,
+)
+from tasks.gallery import GalleryMatch
+from tasks.identities import VideoStages, global_view
+from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.workspace import Workspace
+
+TIMELINE_JSON = "timeline.json"
+TIMELINE_CSV = "timeline.csv"
+SPEECH_RTTM = "speech.rttm"
+CHARACTERS_JSON = "characters.json"
+
+
+def offscreen_label(speaker: str) -> str:
+    return f"offscreen_{speaker}"
+
+
+def speaker_labels(characters: Sequence[Character], links: Sequence[SpeakerLink]) -> dict[str, str]:
+    """speaker -> the label its speech is filed under (its character, or an off-screen voice)."""
+    by_id = {c.character_id: c for c in characters}
+    return {link.speaker: by_id[link.character_id].label if link.character_id in by_id
+            else offscreen_label(link.speaker) for link in links}
+
+
+def build_timeline(video: str, tracks: Sequence[Track], characters: Sequence[Character],
+                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float) -> list[TimelineSpan]:
+    """On-screen spans join sampled boxes less than 1.5 intervals apart (one missed frame is tolerated)."""
+    spans: list[TimelineSpan] = []
+    visible = visible_spans(tracks, characters, interval)
+    for c in characters:
+        for seg in merge_intervals([(s.start, s.end) for s in visible[c.character_id]], gap=interval * 0.5):
+            spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
+                                      ",".join(map(str, c.track_ids))))
+    label = speaker_labels(characters, links)
+    for t in turns:
+        spans.append(TimelineSpan(video, label.get(t.speaker, offscreen_label(t.speaker)), "speaking",
+                                  round(t.start, 3), round(t.end, 3), t.speaker))
+    return sorted(spans, key=lambda s: (s.start, s.character, s.kind))
+
+
+def character_turns(turns: Sequence[SpeechTurn], labels: dict[str, str]) -> list[SpeechTurn]:
+    return [SpeechTurn(t.start, t.end, labels.get(t.speaker, offscreen_label(t.speaker))) for t in turns]
+
+
+def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters: Sequence[Character],
+                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float) -> list[TimelineSpan]:
+    spans = build_timeline(video, tracks, characters, turns, links, interval)
+    write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links)
+    write_timeline_csv(folder / TIMELINE_CSV, spans)
+    write_rttm(folder / SPEECH_RTTM, Path(video).stem, character_turns(turns, speaker_labels(characters, links)))
+    return spans
+
+
+def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch],
+                     extra: dict[str, Path]) -> dict[str, str]:
+    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename."""
+    view = global_view(ws, stages, names)
+    dest = ws.video_dir(stages.name)
+    with atomic_dir(dest) as tmp:
+        write_timeline(tmp, stages.name, view.tracks, view.characters, view.turns, view.links, stages.interval)
+        write_characters(tmp / CHARACTERS_JSON, view.characters)
+        for name, src in extra.items():
+            shutil.copy2(src, tmp / name)
+    return {"timeline_json": str(dest / TIMELINE_JSON), "timeline_csv": str(dest / TIMELINE_CSV),
+            "rttm": str(dest / SPEECH_RTTM), "folder": str(dest)}
+
+
+@task(name="timeline", cache_policy=NO_CACHE, persist_result=False)
+def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
+    """Rewritten on every run: it is cheap, and library ids or names may have changed."""
+    names = {m["character_id"]: GalleryMatch(**m) for m in read_json(names_path)["matches"]}
+    extra = {"media.json": Path(outputs["probe"]), "tracks.json": Path(outputs["tracks"])}
+    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), names, extra)
