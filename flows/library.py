@@ -7,6 +7,7 @@ and why, and the CLI turns that into a non-zero exit.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -18,7 +19,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
-from flows.video import video_flow
+from flows.video import NotFinished, process_video, video_flow
+from tasks.demux import MediaError
 from tasks.config import RunConfig
 from tasks.identities import identities_task
 from tasks.timeline import timeline_task
@@ -63,9 +65,14 @@ def process_video_task(video: str, name: str, workspace: str, config: RunConfig)
 
 
 def _set_torch_threads(parallel: int) -> None:
-    """Videos run in threads of one process: share the cores instead of oversubscribing them."""
-    import torch
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel))
+    """Videos run in threads of one process: share the cores instead of oversubscribing them.
+    torch reads OMP_NUM_THREADS when first imported, so a run whose stages are all finished never
+    pays for importing it."""
+    n = max(1, (os.cpu_count() or 1) // parallel)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 @flow(name="castline-library", task_runner=ThreadPoolTaskRunner(max_workers=64), validate_parameters=True)
@@ -82,10 +89,16 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     logger.info("%d video(s) in %s; workspace %s; %d at a time", len(videos), lib, ws.root, config.parallel)
     _set_torch_threads(config.parallel)
 
-    pending = deque(videos)
-    running = set()
     results: dict[str, VideoResult] = {}
-    with tqdm(total=len(videos), desc="videos", unit="video", dynamic_ncols=True) as bar:
+    pending: deque[Path] = deque()
+    for v in videos:
+        try:
+            results[video_name(lib, v)] = process_video(v, video_name(lib, v), ws, config, finished_only=True)
+            logger.info("%s: every stage finished in an earlier run", video_name(lib, v))
+        except (NotFinished, MediaError, OSError):  # the subflow runs it, or reports why not
+            pending.append(v)
+    running = set()
+    with tqdm(total=len(videos), initial=len(results), desc="videos", unit="video", dynamic_ncols=True) as bar:
         while pending or running:
             while pending and len(running) < config.parallel:
                 v = pending.popleft()

@@ -45,12 +45,23 @@ def sampling_interval(frames_index: Path, fps: float) -> float:
     return statistics.median(gaps) if gaps else 1.0 / fps
 
 
-def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig) -> VideoResult:
+class NotFinished(Exception):
+    """Raised in `finished_only` mode at the first stage whose result does not exist yet."""
+
+
+def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finished_only: bool = False) -> VideoResult:
+    """Run every stage of one video. With `finished_only`, compute nothing: return the result when every
+    stage is already finished (no Prefect run needed), else raise NotFinished."""
     started = time.perf_counter()
     result = VideoResult(video=name, ok=True)
 
+    def run(stage, *args, out: Path, **kwargs) -> Path:
+        if finished_only and not out.exists():
+            raise NotFinished(stage.__name__)
+        return stage(*args, out=out, **kwargs)
+
     k_probe = ws.root_key(video, "probe", "tasks.demux", {})
-    probe_path = probe_task(video, out=ws.stage_path(k_probe, ".json"))
+    probe_path = run(probe_task, video, out=ws.stage_path(k_probe, ".json"))
     info = load_media_info(probe_path, video)
     require_video(info)
     if info.vfr:
@@ -58,16 +69,16 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig) -> Vide
 
     demux_params = cfg.demux.model_dump(exclude={"sample_rate"})
     k_frames = k_probe.chain("frames", "tasks.demux", demux_params)
-    frames_index = frames_task(video, probe_path, out=ws.stage_path(k_frames, "") / FRAMES_INDEX,
+    frames_index = run(frames_task, video, probe_path, out=ws.stage_path(k_frames, "") / FRAMES_INDEX,
                                params=cfg.demux)
     k_detect = k_frames.chain("detect", "tasks.detect", cfg.detect.model_dump())
-    boxes = detect_task(frames_index, out=ws.stage_path(k_detect, ".json"), params=cfg.detect)
+    boxes = run(detect_task, frames_index, out=ws.stage_path(k_detect, ".json"), params=cfg.detect)
     k_track = k_detect.chain("track", "tasks.track", cfg.track.model_dump())
-    tracks = track_task(frames_index, boxes, out=ws.stage_path(k_track, ".json"), params=cfg.track)
+    tracks = run(track_task, frames_index, boxes, out=ws.stage_path(k_track, ".json"), params=cfg.track)
     k_embed = k_track.chain("embed", "tasks.embed", cfg.embed.model_dump())
-    embeddings = embed_task(frames_index, tracks, out=ws.stage_path(k_embed, ".npy"), params=cfg.embed)
+    embeddings = run(embed_task, frames_index, tracks, out=ws.stage_path(k_embed, ".npy"), params=cfg.embed)
     k_cluster = k_embed.chain("cluster", "tasks.cluster", cfg.cluster.model_dump())
-    characters = cluster_task(tracks, embeddings, out=ws.stage_path(k_cluster, ".json"), params=cfg.cluster)
+    characters = run(cluster_task, tracks, embeddings, out=ws.stage_path(k_cluster, ".json"), params=cfg.cluster)
 
     turns = None
     k_voices = k_probe.chain("audio", "tasks.demux", cfg.demux.sample_rate)
@@ -75,16 +86,16 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig) -> Vide
         result.skipped_stages += AUDIO_STAGES
         result.notes.append("no audio stream: audio stages skipped")
     else:
-        wav = audio_task(video, probe_path, out=ws.stage_path(k_voices, ".wav"), sample_rate=cfg.demux.sample_rate)
+        wav = run(audio_task, video, probe_path, out=ws.stage_path(k_voices, ".wav"), sample_rate=cfg.demux.sample_rate)
         k_voices = k_voices.chain("vad", "tasks.vad", cfg.vad.model_dump())
-        speech = vad_task(wav, out=ws.stage_path(k_voices, ".json"), params=cfg.vad)
+        speech = run(vad_task, wav, out=ws.stage_path(k_voices, ".json"), params=cfg.vad)
         k_voices = k_voices.chain("diarize", "tasks.diarize", cfg.diarize.model_dump())
-        turns = diarize_task(wav, speech, out=ws.stage_path(k_voices, ".json"), params=cfg.diarize)
+        turns = run(diarize_task, wav, speech, out=ws.stage_path(k_voices, ".json"), params=cfg.diarize)
 
     interval = sampling_interval(frames_index, cfg.demux.fps)
     k_align = k_cluster.chain("align", "tasks.align", [k_voices.key, turns is not None, interval,
                                                        cfg.align.model_dump()])
-    links = align_task(turns, tracks, characters, out=ws.stage_path(k_align, ".json"),
+    links = run(align_task, turns, tracks, characters, out=ws.stage_path(k_align, ".json"),
                        interval=interval, params=cfg.align)
 
     result.outputs = {"probe": str(probe_path), "frames": str(frames_index), "tracks": str(tracks),

@@ -30,29 +30,42 @@ def cannot_link_pairs(tracks: Sequence[Track]) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def cluster_labels(embeddings: np.ndarray, threshold: float,
-                   cannot_link: Sequence[tuple[int, int]] = ()) -> np.ndarray:
-    """Flat cluster label per row: average linkage, Euclidean distance, cut at `threshold`.
+def average_linkage(dist: np.ndarray, threshold: float, cannot_link: Sequence[tuple[int, int]] = (),
+                    max_clusters: int | None = None) -> np.ndarray:
+    """Flat cluster label per row of a square distance matrix: average linkage cut at `threshold`
+    (and, when given, at most `max_clusters` clusters).
 
     A cannot-link pair gets a distance so large that any cluster holding both sides averages above
     `threshold` even when every other pair of the two clusters is at distance 0 (the average over |A|·|B|
     pairs is at least big / n², and big > threshold · n²), so average linkage never joins them.
     """
     from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist, squareform
+    from scipy.spatial.distance import squareform
 
-    x = np.asarray(embeddings, dtype=np.float64)
-    n = len(x)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    if n == 1:
-        return np.zeros(1, dtype=int)
-    dist = squareform(pdist(x, metric="euclidean"))
+    n = len(dist)
+    if n < 2:
+        return np.zeros(n, dtype=int)
+    dist = np.array(dist, dtype=np.float64)
+    np.fill_diagonal(dist, 0.0)
     big = (threshold + 1.0) * n * n + 1.0
     for i, j in cannot_link:
         dist[i, j] = dist[j, i] = big
     tree = linkage(squareform(dist, checks=False), method="average")
-    return fcluster(tree, t=threshold, criterion="distance") - 1
+    labels = fcluster(tree, t=threshold, criterion="distance")
+    if max_clusters is not None and labels.max() > max_clusters:
+        labels = fcluster(tree, t=max_clusters, criterion="maxclust")
+    return labels - 1
+
+
+def cluster_labels(embeddings: np.ndarray, threshold: float,
+                   cannot_link: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+    """Flat cluster label per row: average linkage on Euclidean distances, cut at `threshold`."""
+    from scipy.spatial.distance import pdist, squareform
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    if len(x) < 2:
+        return np.zeros(len(x), dtype=int)
+    return average_linkage(squareform(pdist(x, metric="euclidean")), threshold, cannot_link)
 
 
 def cluster_tracks(tracks: Sequence[Track], embeddings: np.ndarray, params: ClusterParams) -> list[Character]:

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from sklearn.cluster import AgglomerativeClustering
 
+from tasks.cluster import average_linkage
 from tasks.config import DiarizeParams
 from tasks.formats import read_segments, write_turns
 from tasks.records import Segment, SpeechTurn
@@ -57,6 +56,7 @@ def _speech_gain(samples: np.ndarray, speech: Sequence[Segment]) -> float:
 def embed_windows(samples: np.ndarray, windows: Sequence[tuple[float, float]],
                   progress: Progress = None) -> np.ndarray:
     """One L2-normalised 256-d embedding per window, float32, shape (len(windows), 256)."""
+    import torch
     from resemblyzer.audio import wav_to_mel_spectrogram
 
     encoder = _encoder()
@@ -103,11 +103,7 @@ def cluster_windows(embeddings: np.ndarray, durations: np.ndarray, threshold: fl
         core_labels = np.zeros(len(core), dtype=int)
     else:
         distances = np.clip(1.0 - core @ core.T, 0.0, 2.0)
-        core_labels = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold,
-                                              metric="precomputed", linkage="average").fit_predict(distances)
-        if max_speakers is not None and core_labels.max() + 1 > max_speakers:
-            core_labels = AgglomerativeClustering(n_clusters=max_speakers, metric="precomputed",
-                                                  linkage="average").fit_predict(distances)
+        core_labels = average_linkage(distances, threshold, max_clusters=max_speakers)
     labels = np.empty(len(embeddings), dtype=int)
     labels[reliable] = core_labels
     labels[~reliable] = (centred[~reliable] @ _centroids(core, core_labels).T).argmax(axis=1)

@@ -117,16 +117,18 @@ class Registry:
                          for i, lid in enumerate(local_ids)]
         return result
 
-    def recluster(self, threshold: float) -> None:
-        """Rebuild every global id from all members at once (average linkage, cannot-link within a
-        video), keeping ids stable where a new cluster's majority already had one."""
-        from tasks.clustering import constrained_agglomerative
+    def recluster(self, threshold: float, separate_within_video: bool) -> None:
+        """Rebuild every global id from all members at once (average linkage; with
+        `separate_within_video`, two groups of one video never merge), keeping ids stable where a new
+        cluster's majority already had one."""
+        from tasks.cluster import average_linkage
 
         if not self.members:
             return
         emb = np.stack([m.embedding for m in self.members])
-        same_video = np.array([[a.video == b.video for b in self.members] for a in self.members])
-        labels = constrained_agglomerative(distances(emb, emb, self.metric), threshold, same_video)
+        same_video = [(i, j) for i, a in enumerate(self.members) for j, b in enumerate(self.members)
+                      if i < j and a.video == b.video] if separate_within_video else []
+        labels = average_linkage(distances(emb, emb, self.metric), threshold, same_video)
         old_ids = [m.global_id for m in self.members]
         new_ids: dict[int, str] = {}
         taken: set[str] = set()

@@ -49,26 +49,39 @@ def _logger() -> logging.Logger:
 
 
 def stage_task(name: str, **task_options):
-    """Wrap `fn(*args, out=Path, **kw)` as a Prefect task that is skipped when `out` already exists.
+    """Wrap `fn(*args, out=Path, **kw)` as a stage: when `out` exists it is returned at once, without
+    creating a Prefect task run; otherwise a Prefect task named `name` computes it.
 
-    castline's one caching mechanism is the path itself (content hash + parameters + code version),
-    so Prefect's own result caching is switched off to avoid a second, disagreeing cache.
+    castline's one caching mechanism is the path itself (content hash + parameters + code version), so
+    Prefect's own result caching is switched off. `stage.fn` is the same check around the plain function
+    (no Prefect), and `stage.task` the Prefect task.
     """
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
     def decorate(fn: Callable[..., object]):
-        @functools.wraps(fn)
-        def run(*args, out: Path, **kwargs) -> Path:
-            out = Path(out)
-            if out.exists():
-                _logger().info("%s: reusing %s", name, out.name)
-                return out
+        def compute(*args, out: Path, **kwargs) -> Path:
             fn(*args, out=out, **kwargs)
             if not out.exists():
                 raise RuntimeError(f"stage {name} finished without writing {out}")
             return out
 
-        return task(name=name, cache_policy=NO_CACHE, persist_result=False, **task_options)(run)
+        prefect_task = task(name=name, cache_policy=NO_CACHE, persist_result=False,
+                            **task_options)(functools.wraps(fn)(compute))
+
+        def skipping(call: Callable[..., Path]) -> Callable[..., Path]:
+            @functools.wraps(fn)
+            def run(*args, out: Path, **kwargs) -> Path:
+                out = Path(out)
+                if out.exists():
+                    _logger().info("%s: reusing %s", name, out.name)
+                    return out
+                return call(*args, out=out, **kwargs)
+            return run
+
+        stage = skipping(prefect_task)
+        stage.fn = skipping(compute)  # type: ignore[attr-defined]
+        stage.task = prefect_task  # type: ignore[attr-defined]
+        return stage
 
     return decorate

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from tasks.config import VadParams
 from tasks.formats import write_segments
@@ -30,6 +29,8 @@ def load_wav(path: Path) -> tuple[np.ndarray, int]:
 
 
 def detect_speech(wav: Path, params: VadParams) -> list[Segment]:
+    """Speech spans in seconds, in order; [] for silence or an empty file."""
+    import torch
     from silero_vad import get_speech_timestamps, load_silero_vad
 
     samples, rate = load_wav(wav)
