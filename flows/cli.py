@@ -50,18 +50,25 @@ def run(
 
     A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
     _quiet_environment()
-    from tasks.config import load_config
-
-    try:
-        cfg = load_config(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
-                                   "detect.backend": detector, "parallel": parallel})
-    except Exception as e:  # pydantic's message names the bad field
-        typer.echo(f"castline: invalid configuration: {e}", err=True)
-        raise typer.Exit(2)
+    cfg = _load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
+                                        "detect.backend": detector, "parallel": parallel})
     if not library.is_dir():
         typer.echo(f"castline: library folder not found: {library}", err=True)
         raise typer.Exit(2)
+    _run_library(library, workspace, cfg)
 
+
+def _load_config_or_exit(config: Optional[Path], overrides: dict):
+    from tasks.config import load_config
+
+    try:
+        return load_config(config, overrides)
+    except Exception as e:  # pydantic's message names the bad field
+        typer.echo(f"castline: invalid configuration: {e}", err=True)
+        raise typer.Exit(2)
+
+
+def _run_library(library: Path, workspace: Optional[Path], cfg) -> None:
     from flows.library import library_flow
 
     summary = library_flow(str(library), str(workspace) if workspace else None, cfg)
@@ -72,6 +79,29 @@ def run(
         typer.echo(f"FAILED {f['video']}: {f['error']}")
     typer.echo(f"report: {summary['report']}")
     raise typer.Exit(1 if summary["failed"] else 0)
+
+
+@app.command()
+def recluster(
+    library: Path = typer.Argument(..., help="Folder of videos already processed by `castline run`."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
+                                             help="Where results are."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Rebuild the library's character and speaker identities with the configured thresholds
+    (library.face_threshold, library.voice_threshold), then rewrite every timeline.
+
+    Nothing is re-embedded: the registries keep each video's vectors."""
+    _quiet_environment()
+    from flows.library import default_workspace
+    from tasks.identities import recluster_library
+    from tasks.workspace import Workspace
+
+    cfg = _load_config_or_exit(config, {})
+    ws = Workspace.open(workspace or default_workspace(library))
+    for kind, (before, after) in recluster_library(ws, cfg).items():
+        typer.echo(f"{kind}s: {before} -> {after} identities")
+    _run_library(library, workspace, cfg)
 
 
 @app.command()

@@ -167,6 +167,21 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     return {m.character_id: m for m in matches}
 
 
+def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int]]:
+    """Rebuild both registries from every stored member with the current thresholds; returns
+    {kind: (identities before, identities after)}. Faces of one video seen together stay apart."""
+    chars_path, voices_path = registry_paths(ws)
+    counts = {}
+    for path, kind, metric, threshold, separate in (
+            (chars_path, "character", "euclidean", cfg.library.face_threshold, True),
+            (voices_path, "speaker", "cosine", cfg.library.voice_threshold, False)):
+        with open_registry(path, kind, metric) as reg:
+            before = len(reg.global_ids())
+            reg.recluster(threshold, separate_within_video=separate)
+            counts[kind] = (before, len(reg.global_ids()))
+    return counts
+
+
 def global_view(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch]) -> GlobalView:
     chars_path, voices_path = registry_paths(ws)
     char_map = load_registry(chars_path, "character", "euclidean").mapping(stages.name)

@@ -31,6 +31,7 @@ TIMELINE_JSON = "timeline.json"
 TIMELINE_CSV = "timeline.csv"
 SPEECH_RTTM = "speech.rttm"
 CHARACTERS_JSON = "characters.json"
+SPEAKERS_RTTM = "speakers.rttm"  # turns labelled by library speaker id (not by character)
 
 
 def offscreen_label(speaker: str) -> str:
@@ -48,11 +49,15 @@ def build_timeline(video: str, tracks: Sequence[Track], characters: Sequence[Cha
                    turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float) -> list[TimelineSpan]:
     """On-screen spans join sampled boxes less than 1.5 intervals apart (one missed frame is tolerated)."""
     spans: list[TimelineSpan] = []
-    visible = visible_spans(tracks, characters, interval)
+    by_id = {t.track_id: t for t in tracks}
     for c in characters:
-        for seg in merge_intervals([(s.start, s.end) for s in visible[c.character_id]], gap=interval * 0.5):
+        per_track = {tid: visible_spans([by_id[tid]], [Character(c.character_id, (tid,))], interval)[c.character_id]
+                     for tid in c.track_ids}
+        for seg in merge_intervals([(s.start, s.end) for ss in per_track.values() for s in ss], gap=interval * 0.5):
+            # The source names the tracks seen in this span, so a row leads back to its boxes.
+            sources = [tid for tid, ss in per_track.items() if any(s.start < seg.end and s.end > seg.start for s in ss)]
             spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
-                                      ",".join(map(str, c.track_ids))))
+                                      ",".join(map(str, sorted(sources)))))
     label = speaker_labels(characters, links)
     for t in turns:
         spans.append(TimelineSpan(video, label.get(t.speaker, offscreen_label(t.speaker)), "speaking",
@@ -81,10 +86,11 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
     with atomic_dir(dest) as tmp:
         write_timeline(tmp, stages.name, view.tracks, view.characters, view.turns, view.links, stages.interval)
         write_characters(tmp / CHARACTERS_JSON, view.characters)
+        write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
         for name, src in extra.items():
             shutil.copy2(src, tmp / name)
     return {"timeline_json": str(dest / TIMELINE_JSON), "timeline_csv": str(dest / TIMELINE_CSV),
-            "rttm": str(dest / SPEECH_RTTM), "folder": str(dest)}
+            "rttm": str(dest / SPEECH_RTTM), "speakers_rttm": str(dest / SPEAKERS_RTTM), "folder": str(dest)}
 
 
 @task(name="timeline", cache_policy=NO_CACHE, persist_result=False)
