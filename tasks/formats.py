@@ -284,3 +284,24 @@ def read_segments(path: str | Path) -> list[Segment]:
 def read_centroids(path: str | Path) -> dict[str, np.ndarray]:
     """Speaker label -> voice centroid (float32), from a turns file written with `centroids=`."""
     return {k: np.asarray(v, dtype=np.float32) for k, v in read_json(path).get("centroids", {}).items()}
+
+
+# --- WebVTT ---------------------------------------------------------------------------------------
+
+def _vtt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def write_webvtt(path: str | Path, turns: Iterable[SpeechTurn]) -> Path:
+    """Who speaks when, as WebVTT cues with voice tags (`<v Name>`), so a player shows the names."""
+    lines = ["WEBVTT", ""]
+    for t in sorted(turns, key=lambda t: (t.start, t.speaker)):
+        if t.duration <= 0:
+            continue
+        name = t.speaker.replace(">", "").replace("<", "")
+        lines += [f"{_vtt_time(t.start)} --> {_vtt_time(t.end)}", f"<v {name}>{name}", ""]
+    return write_text(path, "\n".join(lines) + "\n")

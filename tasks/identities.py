@@ -39,6 +39,7 @@ class VideoStages:
     """Where one processed video's stage results are (the per-video flow's outputs)."""
 
     name: str
+    probe: Path
     tracks: Path
     embeddings: Path
     characters: Path
@@ -48,7 +49,7 @@ class VideoStages:
 
     @classmethod
     def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
-        return cls(name=name, tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
+        return cls(name=name, probe=Path(outputs["probe"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
                    characters=Path(outputs["characters"]), links=Path(outputs["links"]),
                    turns=Path(outputs["turns"]) if outputs.get("turns") else None,
                    interval=float(outputs["interval"]))

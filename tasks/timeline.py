@@ -1,8 +1,8 @@
 """Timeline: per-character spans of screen time and speech for one video.
 
 In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
-Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span) and
-an RTTM of speech labelled by character. Voices linked to no face appear as `offscreen_<speaker>`.
+Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span), an RTTM
+and a WebVTT of speech labelled by character, and a PNG plot. Voices linked to no face: `offscreen_<speaker>`.
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from tasks.formats import (
     write_rttm,
     write_timeline_csv,
     write_timeline_json,
+    write_webvtt,
 )
+from tasks.demux import load_media_info
 from tasks.gallery import GalleryMatch
 from tasks.identities import VideoStages, global_view
+from tasks.plots import plot_timeline
 from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
@@ -31,7 +34,9 @@ TIMELINE_JSON = "timeline.json"
 TIMELINE_CSV = "timeline.csv"
 SPEECH_RTTM = "speech.rttm"
 CHARACTERS_JSON = "characters.json"
-SPEAKERS_RTTM = "speakers.rttm"  # turns labelled by library speaker id (not by character)
+SPEAKERS_RTTM = "speakers.rttm"
+SPEECH_VTT = "speech.vtt"
+TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by character)
 
 
 def offscreen_label(speaker: str) -> str:
@@ -70,11 +75,15 @@ def character_turns(turns: Sequence[SpeechTurn], labels: dict[str, str]) -> list
 
 
 def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters: Sequence[Character],
-                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float) -> list[TimelineSpan]:
+                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float,
+                   duration: float) -> list[TimelineSpan]:
     spans = build_timeline(video, tracks, characters, turns, links, interval)
+    by_character = character_turns(turns, speaker_labels(characters, links))
     write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links)
     write_timeline_csv(folder / TIMELINE_CSV, spans)
-    write_rttm(folder / SPEECH_RTTM, Path(video).stem, character_turns(turns, speaker_labels(characters, links)))
+    write_rttm(folder / SPEECH_RTTM, Path(video).stem, by_character)
+    write_webvtt(folder / SPEECH_VTT, by_character)
+    plot_timeline(spans, duration, video, folder / TIMELINE_PNG)
     return spans
 
 
@@ -84,7 +93,9 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
     view = global_view(ws, stages, names)
     dest = ws.video_dir(stages.name)
     with atomic_dir(dest) as tmp:
-        write_timeline(tmp, stages.name, view.tracks, view.characters, view.turns, view.links, stages.interval)
+        duration = load_media_info(stages.probe, Path(stages.name)).duration
+        write_timeline(tmp, stages.name, view.tracks, view.characters, view.turns, view.links, stages.interval,
+                       duration)
         write_characters(tmp / CHARACTERS_JSON, view.characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
         for name, src in extra.items():

@@ -46,3 +46,14 @@ def test_timeline_spans_cover_screen_time_and_speech():
     assert a_screen == [(0.0, 4.5), (9.5, 11.5)]
     speaking = {(s.character, s.start) for s in spans if s.kind == "speaking"}
     assert speaking == {("Bea", 5.0), ("offscreen_S9", 13.0)}
+
+
+def test_timeline_plot_is_a_png_with_a_row_per_character(tmp_path):
+    from tasks.plots import plot_timeline
+    tracks, chars = _scene()
+    spans = build_timeline("v.mp4", tracks, chars, [SpeechTurn(5.0, 9.0, "S1")],
+                           link_speakers([SpeechTurn(5.0, 9.0, "S1")], tracks, chars, 1.0, AlignParams()), 1.0)
+    out = plot_timeline(spans, 12.0, "v.mp4", tmp_path / "t.png")
+    import matplotlib.image
+    image = matplotlib.image.imread(out)
+    assert image.shape[1] == 1000 and image.shape[0] >= 160

@@ -52,3 +52,10 @@ def test_timeline_csv_round_trip(tmp_path):
              TimelineSpan("v.mp4", "offscreen_SPEAKER_01", "speaking", 1.0, 1.5, "SPEAKER_01")]
     write_timeline_csv(tmp_path / "t.csv", spans)
     assert read_timeline_csv(tmp_path / "t.csv") == spans
+
+
+def test_webvtt_has_voice_tags_and_timestamps(tmp_path):
+    from tasks.formats import write_webvtt
+    write_webvtt(tmp_path / "s.vtt", [SpeechTurn(3661.5, 3662.25, "Lin-Manuel Miranda"), SpeechTurn(0, 0, "x")])
+    assert (tmp_path / "s.vtt").read_text() == (
+        "WEBVTT\n\n01:01:01.500 --> 01:01:02.250\n<v Lin-Manuel Miranda>Lin-Manuel Miranda\n\n")
