@@ -22,15 +22,21 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 
+# pip warns once per package about this machine's local index folders it cannot read; only those
+# lines are dropped, every other message (and pip's exit status) comes through.
+pip_quiet() {
+  "$@" 2>&1 | { grep -v "^WARNING: Location 'file://.*' is ignored" || true; }
+}
+
 # Reinstall only when the dependency list changed since the last successful install.
 stamp=.venv/.castline-deps
 want="$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing castline and its dependencies into .venv (first time: several minutes)"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  pip_quiet .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
   # facenet-pytorch pins an old torch in its metadata; its MTCNN code and bundled weights work with
   # the torch above, so it is installed without its dependency list.
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
+  pip_quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
   echo "$want" > "$stamp"
 else
   echo "[bootstrap] .venv is up to date"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import os
@@ -69,6 +70,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing) for a read-modify-write that two processes may
+    attempt at once: the atomic rename alone would keep only the last writer's version."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / ".castline-config" / "Ultralytics"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / ".castline-config"
 
 SETTINGS = {
     "YOLO_OFFLINE": "1",
@@ -25,7 +25,8 @@ SETTINGS = {
 def configure() -> None:
     for key, value in SETTINGS.items():
         os.environ.setdefault(key, value)
-    font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Arial.ttf"
+    # ultralytics keeps its settings and fonts in YOLO_CONFIG_DIR/Ultralytics.
+    font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics" / "Arial.ttf"
     if not font.exists():
         import matplotlib
 

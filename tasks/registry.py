@@ -8,7 +8,6 @@ Backend: Parquet (pyarrow) + fcntl file lock — no server, readable by pandas/p
 """
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.formats import atomic_path
+from tasks.formats import atomic_path, locked
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -180,12 +179,7 @@ def save_registry(path: Path, reg: Registry) -> None:
 def open_registry(path: Path, kind: str, metric: Metric) -> Iterator[Registry]:
     """Load, let the caller change, save — under an exclusive lock, so two concurrent runs of the same
     library take turns instead of overwriting each other's assignments."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            reg = load_registry(path, kind, metric)
-            yield reg
-            save_registry(path, reg)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locked(path.with_suffix(".lock")):
+        reg = load_registry(path, kind, metric)
+        yield reg
+        save_registry(path, reg)
