@@ -1,7 +1,7 @@
 """The `castline` command (also `python -m flows`): thin typer commands over the flows.
 
 Heavy imports (torch, prefect, models) happen inside the commands, after arguments are parsed, so
-`--help` answers at once.
+`--help` answers at once. Exit status: 0 done, 1 some input failed, 2 bad arguments or configuration.
 """
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ from typing import Optional
 
 import typer
 
+# Only pydantic is imported for this: the defaults shown in --help are the config model's own.
+from tasks.config import RunConfig
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="castline: who is on screen, who is speaking, and when — across a video library.")
+DEFAULTS = RunConfig()
+
+ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                         help="YAML file with run parameters (schema: tasks.config.RunConfig).")
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
+                            help="Where results go.")
 
 
 def _quiet_environment() -> None:
@@ -22,57 +31,38 @@ def _quiet_environment() -> None:
     configure()
 
 
-# Only pydantic is imported for this: the defaults shown in --help are the config model's own.
-from tasks.config import RunConfig  # noqa: E402
-
-DEFAULTS = RunConfig()
-
-ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
-                         help="YAML file with run parameters (schema: tasks.config.RunConfig).")
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"castline: {message}", err=True)
+    raise typer.Exit(code)
 
 
-@app.command()
-def run(
-    library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
-                                             help="Where results go."),
-    config: Optional[Path] = ConfigOpt,
-    fps: Optional[float] = typer.Option(None, show_default=str(DEFAULTS.demux.fps),
-                                        help="Frames sampled per second."),
-    keyframes_only: Optional[bool] = typer.Option(None, "--keyframes-only/--all-frames", show_default="all-frames",
-                                                  help="Sample keyframes only instead of a fixed rate."),
-    detector: Optional[str] = typer.Option(None, show_default=DEFAULTS.detect.backend,
-                                           help="Face detector: mtcnn | dlib-hog | haar."),
-    parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
-                                           help="Videos processed at the same time."),
-) -> None:
-    """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
-
-    A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
-    _quiet_environment()
-    cfg = _load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
-                                        "detect.backend": detector, "parallel": parallel})
-    if not library.is_dir():
-        typer.echo(f"castline: library folder not found: {library}", err=True)
-        raise typer.Exit(2)
-    _run_library(library, workspace, cfg)
-
-
-def _load_config_or_exit(config: Optional[Path], overrides: dict):
+def _load_config_or_exit(config: Optional[Path], overrides: dict) -> RunConfig:
     from tasks.config import load_config
 
     try:
         return load_config(config, overrides)
     except Exception as e:  # pydantic's message names the bad field
-        typer.echo(f"castline: invalid configuration: {e}", err=True)
-        raise typer.Exit(2)
+        _fail(f"invalid configuration: {e}", 2)
 
 
-def _run_library(library: Path, workspace: Optional[Path], cfg) -> None:
+def _params_or_exit(model, given: dict):
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        _fail(f"invalid parameters: {e}", 2)
+
+
+def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig) -> None:
+    if not library.is_dir():
+        _fail(f"library folder not found: {library}", 2)
     from flows.library import library_flow
 
     summary = library_flow(str(library), str(workspace) if workspace else None, cfg)
     typer.echo("")
+    d = summary["detector"]
+    typer.echo(f"face detector: {d['backend']} {d['weights'] or ''} ({d['why']})")
     typer.echo(f"{len(summary['succeeded'])} video(s) succeeded, {len(summary['failed'])} failed "
                f"in {summary['seconds']:.1f} s")
     for f in summary["failed"]:
@@ -82,10 +72,32 @@ def _run_library(library: Path, workspace: Optional[Path], cfg) -> None:
 
 
 @app.command()
+def run(
+    library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
+    workspace: Optional[Path] = WorkspaceOpt,
+    config: Optional[Path] = ConfigOpt,
+    fps: Optional[float] = typer.Option(None, show_default=str(DEFAULTS.demux.fps),
+                                        help="Frames sampled per second."),
+    keyframes_only: Optional[bool] = typer.Option(None, "--keyframes-only/--all-frames", show_default="all-frames",
+                                                  help="Sample keyframes only instead of a fixed rate."),
+    detector: Optional[str] = typer.Option(None, show_default=DEFAULTS.detect.backend,
+                                           help="Face detector: auto | mtcnn | dlib-hog | haar | yolo."),
+    parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
+                                           help="Videos processed at the same time."),
+) -> None:
+    """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
+
+    A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
+    _quiet_environment()
+    cfg = _load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
+                                        "detect.backend": detector, "parallel": parallel})
+    _run_library(library, workspace, cfg)
+
+
+@app.command()
 def recluster(
     library: Path = typer.Argument(..., help="Folder of videos already processed by `castline run`."),
-    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
-                                             help="Where results are."),
+    workspace: Optional[Path] = WorkspaceOpt,
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Rebuild the library's character and speaker identities with the configured thresholds
@@ -111,24 +123,119 @@ def inspect(
 ) -> None:
     """Show what ffprobe sees in VIDEO and what castline would do with it."""
     _quiet_environment()
-    from tasks.config import load_config
     from tasks.demux import MediaError, describe, probe
 
-    cfg = load_config(config)
+    cfg = _load_config_or_exit(config, {})
     try:
         info = probe(video)
     except MediaError as e:
-        typer.echo(f"castline: {e}", err=True)
-        raise typer.Exit(1)
+        _fail(str(e), 1)
     typer.echo(json.dumps(describe(info, cfg.demux), indent=2))
 
 
 @app.command()
 def config() -> None:
     """Print the default configuration as commented YAML (a starting point for --config)."""
-    from tasks.config import RunConfig, dump_yaml
+    from tasks.config import dump_yaml
 
     typer.echo(dump_yaml(RunConfig()), nl=False)
+
+
+@app.command()
+def dataset(
+    library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (replaced in one rename)."),
+    teacher: Optional[str] = typer.Option(None, show_default="mtcnn",
+                                          help="Bootstrap detector that labels frames: mtcnn | dlib-hog | haar."),
+    fps: Optional[float] = typer.Option(None, show_default="1.0", help="Frames sampled per second."),
+    max_side: Optional[int] = typer.Option(None, show_default="640", help="Long side of stored frames in pixels."),
+    min_score: Optional[float] = typer.Option(None, show_default="0.9",
+                                              help="Teacher boxes below this confidence are dropped."),
+    dedup_hamming: Optional[int] = typer.Option(None, show_default="6",
+                                                help="dHash bits within which a frame is a near-duplicate."),
+    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of the video-to-split assignment."),
+) -> None:
+    """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
+    (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video."""
+    _quiet_environment()
+    from tasks.dataset import DatasetError, DatasetParams
+
+    params = _params_or_exit(DatasetParams, {"teacher": teacher, "fps": fps, "max_side": max_side,
+                                             "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed})
+    if not library.is_dir():
+        _fail(f"library folder not found: {library}", 2)
+    from flows.detector_flows import dataset_flow
+
+    try:
+        summary = dataset_flow(str(library), str(out), params)
+    except DatasetError as e:
+        _fail(str(e), 1)
+    typer.echo(f"dataset {out}: images {summary['images']}, boxes {summary['boxes']}, "
+               f"{summary['duplicates_dropped']} near-duplicate frames dropped")
+    for name, reason in summary["skipped"].items():
+        typer.echo(f"SKIPPED {name}: {reason}")
+
+
+@app.command("train-detector")
+def train_detector(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by `castline dataset`."),
+    workspace: Path = typer.Option(..., "--workspace", "-w",
+                                   help="Workspace whose detector registry gets the result (the one `castline run` uses)."),
+    epochs: Optional[int] = typer.Option(None, show_default="30", help="Training epochs."),
+    imgsz: Optional[int] = typer.Option(None, show_default="320", help="Training and inference image size."),
+    batch: Optional[int] = typer.Option(None, show_default="16", help="Images per batch."),
+    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, show_default="none",
+                                              help="Local .pt to fine-tune (else --model-yaml from scratch)."),
+    model_yaml: Optional[str] = typer.Option(None, show_default="yolov8n.yaml",
+                                             help="Architecture trained from scratch."),
+) -> None:
+    """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
+    register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
+    _quiet_environment()
+    from tasks.dataset import DatasetError, check_dataset
+    from tasks.train_detector import TrainParams
+    from tasks.yolo_detector import QualityGate
+
+    params = _params_or_exit(TrainParams, {"epochs": epochs, "imgsz": imgsz, "batch": batch,
+                                           "checkpoint": checkpoint, "model_yaml": model_yaml})
+    try:
+        check_dataset(dataset)
+    except DatasetError as e:
+        _fail(str(e), 2)
+    from flows.detector_flows import train_detector_flow
+
+    entry = train_detector_flow(str(dataset), str(workspace), params)
+    typer.echo(json.dumps(entry["metrics"], indent=2))
+    typer.echo(f"registered {entry['id']}: {entry['weights']}")
+    gate = QualityGate()
+    passes = gate.passes(entry)
+    typer.echo(f"{'passes' if passes else 'does NOT pass'} the quality gate (recall vs teacher >= "
+               f"{gate.min_recall}, mAP50 >= {gate.min_map50})" + ("; `--detector auto` will use it" if passes else ""))
+
+
+@app.command("eval")
+def eval_workspace(
+    workspace: Path = typer.Argument(..., help="Workspace of a finished `castline run` (its --workspace)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", "-t", show_default="data/ground_truth/montage",
+                                         help="Ground-truth folder: <video stem>.json (+ .rttm) per scored video."),
+) -> None:
+    """Score WORKSPACE against ground truth: face clustering (WCP, NMI), diarization (DER, JER,
+    cross-file DER) and speaker->face alignment; videos without ground truth are skipped.
+
+    Prints the tables and writes WORKSPACE/library/eval.json."""
+    _quiet_environment()
+    truth = truth or Path(__file__).resolve().parents[1] / "data" / "ground_truth" / "montage"
+    if not (workspace / "videos").is_dir():
+        _fail(f"not a castline workspace (no videos/ folder): {workspace}", 2)
+    if not truth.is_dir():
+        _fail(f"ground-truth folder not found: {truth}", 2)
+    from tasks.evaluate import evaluate_workspace, format_report
+
+    results = evaluate_workspace(workspace, truth)
+    if not results["videos"]:
+        _fail(f"no video of {workspace} has ground truth in {truth}", 1)
+    typer.echo(format_report(results), nl=False)
+    typer.echo(f"scores: {workspace / 'library' / 'eval.json'}")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
 from tasks.config import RunConfig
+from tasks.detect import resolve_backend
 from tasks.identities import identities_task
 from tasks.timeline import timeline_task
 from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
@@ -85,6 +86,10 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     cleaned = remove_partials(ws.root)
     if cleaned:
         logger.info("removed %d unfinished result(s) left by an interrupted run", cleaned)
+    # Resolved once per run, so every video uses the same detector even if a training run finishes mid-way.
+    detect, why = resolve_backend(config.detect, ws.root)
+    config = config.model_copy(update={"detect": detect})
+    logger.info("face detector: %s %s (%s)", detect.backend, detect.yolo_weights or "", why)
     videos = list_videos(lib, ws.root)
     logger.info("%d video(s) in %s; workspace %s; %d at a time", len(videos), lib, ws.root, config.parallel)
     _set_torch_threads(config.parallel)
@@ -122,7 +127,8 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started
-    report = render_report(str(lib), str(ws.root), ordered, seconds)
+    report = render_report(str(lib), str(ws.root), ordered, seconds,
+                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})")
     write_text(ws.library_dir / "report.md", report)
     summary = {
         "library": str(lib),
@@ -133,6 +139,7 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
         "failed": [{"video": r.video, "error": r.error} for r in ordered if not r.ok],
         "videos": ordered,
         "report": str(ws.library_dir / "report.md"),
+        "detector": {"backend": detect.backend, "weights": detect.yolo_weights, "why": why},
     }
     write_json(ws.runs_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json", summary)
     write_json(ws.library_dir / "last_run.json", summary)

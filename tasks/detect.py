@@ -126,7 +126,36 @@ def make_detector(params: DetectParams) -> FaceDetector:
         return DlibHOGDetector()
     if params.backend == "haar":
         return HaarDetector(min_face=params.min_face)
+    if params.backend == "yolo":
+        if not params.yolo_weights:
+            raise ValueError("detect backend 'yolo' needs detect.yolo_weights (a .pt or .onnx file)")
+        from tasks.yolo_detector import YoloDetector
+
+        return YoloDetector(params.yolo_weights, imgsz=params.yolo_imgsz, conf=params.min_score)
+    if params.backend == "auto":
+        raise ValueError("detect backend 'auto' must be resolved with resolve_backend(params, workspace) first")
     raise ValueError(f"unknown face detector backend {params.backend!r}")
+
+
+def resolve_backend(params: DetectParams, workspace_root: str | Path) -> tuple[DetectParams, str]:
+    """Backend `auto` made concrete, with the reason: the newest YOLO detector registered in this workspace
+    that passes the quality gate (its weights path then keys the cache, so a newly trained one re-runs
+    detection), else `auto_fallback`."""
+    if params.backend != "auto":
+        return params, "chosen in the configuration"
+    from tasks.yolo_detector import QualityGate, best_registered
+
+    entry = best_registered(workspace_root)
+    if entry is None:
+        gate = QualityGate()
+        return (params.model_copy(update={"backend": params.auto_fallback}),
+                f"auto: no detector trained in this workspace passes the quality gate "
+                f"(recall vs teacher >= {gate.min_recall}, mAP50 >= {gate.min_map50})")
+    resolved = params.model_copy(update={"backend": "yolo", "yolo_weights": entry["weights"],
+                                         "yolo_imgsz": entry["imgsz"], "min_score": entry["conf"]})
+    metrics = entry.get("metrics", {})
+    return resolved, (f"auto: trained detector {entry['id']} passes the quality gate "
+                      f"(recall vs teacher {metrics.get('recall_vs_teacher')}, mAP50 {metrics.get('map50')})")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -36,7 +36,8 @@ def video_section(result: VideoResult) -> list[str]:
     return lines
 
 
-def render_report(library: str, workspace: str, results: Sequence[VideoResult], seconds: float) -> str:
+def render_report(library: str, workspace: str, results: Sequence[VideoResult], seconds: float,
+                  detector: str) -> str:
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     lines = [
@@ -45,6 +46,7 @@ def render_report(library: str, workspace: str, results: Sequence[VideoResult], 
         f"- workspace: `{workspace}`",
         f"- videos: {len(results)} — {len(ok)} succeeded, {len(failed)} failed",
         f"- wall time: {_fmt_seconds(seconds)}",
+        f"- face detector: {detector}",
         "",
     ]
     if failed:

@@ -64,7 +64,7 @@ def test_backend_finds_both_ground_truth_faces(backend, montage_store):
 def test_mtcnn_finds_the_speaker_on_stage(hamilton_store):
     # Seconds 4-7 of hamilton are close shots of Lin-Manuel Miranda speaking on stage.
     frames = formats.read_frames(hamilton_store)[4:8]
-    boxes = detect_faces(hamilton_store.parent, frames, DetectParams())
+    boxes = detect_faces(hamilton_store.parent, frames, DetectParams(backend="mtcnn"))
     assert {b.frame for b in boxes} == {f.index for f in frames}
     for b in boxes:
         assert b.label == "face" and b.score >= DetectParams().min_score

@@ -1,0 +1,126 @@
+"""Tests of tasks/yolo_detector.py: YoloDetector on a real frame and its one-line errors, and the registry.
+
+In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
+bad weights files, the quality gate, and two processes registering at once without losing an entry."""
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tasks.yolo_detector import (
+    QualityGate,
+    YoloDetector,
+    YoloDetectorError,
+    best_registered,
+    load_registry,
+    register_detector,
+    registry_path,
+)
+
+
+def save_random_yolo(path: Path, names: dict[int, str]) -> Path:
+    """A random-init yolov8n with our class names, saved the way ultralytics saves trained weights."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    cfg = yaml_model_load("yolov8n.yaml")
+    cfg["nc"] = len(names)
+    model = YOLO("yolov8n.yaml")
+    model.model = DetectionModel(cfg, verbose=False)
+    model.model.names = names
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_weights(tmp_path_factory) -> Path:
+    return save_random_yolo(tmp_path_factory.mktemp("w") / "face.pt", {0: "face"})
+
+
+@pytest.fixture(scope="module")
+def frame(sample_dir):
+    cap = cv2.VideoCapture(str(sample_dir / "montage_dev00.mp4"))
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def test_random_yolo_detects_on_a_real_frame(face_weights, frame):
+    detector = YoloDetector(face_weights, imgsz=128, conf=0.001)
+    assert detector.name == "yolo" and detector.face_classes == [0]
+    boxes = detector.detect(frame)
+    assert isinstance(boxes, list)
+    h, w = frame.shape[:2]
+    for x1, y1, x2, y2, score in boxes:
+        assert -1 <= x1 <= x2 <= w + 1 and -1 <= y1 <= y2 <= h + 1 and 0.001 <= score <= 1
+
+
+def test_class_map_keeps_only_face_classes(tmp_path, frame):
+    weights = save_random_yolo(tmp_path / "two.pt", {0: "person", 1: "head"})
+    detector = YoloDetector(weights, imgsz=96, conf=0.001)
+    assert detector.labels == {0: "person", 1: "face"} and detector.face_classes == [1]
+    assert all(len(b) == 5 for b in detector.detect(frame))
+
+    weights = save_random_yolo(tmp_path / "cars.pt", {0: "car", 1: "truck"})
+    with pytest.raises(YoloDetectorError, match=r"no class of cars\.pt maps to a face \(classes 0:car, 1:truck"):
+        YoloDetector(weights)
+    assert YoloDetector(weights, class_map={"truck": "face"}).face_classes == [1]
+
+
+@pytest.mark.parametrize("content,name,message", [
+    ("this is not a model\n" * 10, "notes.pt", "not a YOLO weights file"),
+    ("", "empty.onnx", "not a YOLO weights file"),
+    ("x", "model.h5", "expected .pt or .onnx"),
+])
+def test_bad_weights_file_gives_one_line_error(tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(YoloDetectorError, match=message) as err:
+        YoloDetector(path)
+    assert "\n" not in str(err.value) and name in str(err.value)
+    with pytest.raises(YoloDetectorError, match="not found"):
+        YoloDetector(tmp_path / "missing.pt")
+
+
+def entry(weights: Path, recall: float, map50: float, created: str) -> dict:
+    return {"weights": str(weights), "created": created,
+            "metrics": {"recall_vs_teacher": recall, "precision_vs_teacher": 0.9, "map50": map50}}
+
+
+def test_best_registered_is_newest_entry_passing_the_gate(tmp_path):
+    assert load_registry(tmp_path) == [] and best_registered(tmp_path) is None
+    w = tmp_path / "w.pt"
+    w.write_bytes(b"x")
+    old = register_detector(tmp_path, entry(w, 0.95, 0.8, "2026-01-01T00:00:00+00:00"))
+    register_detector(tmp_path, entry(w, 0.6, 0.9, "2026-01-02T00:00:00+00:00"))  # recall below default gate
+    register_detector(tmp_path, entry(tmp_path / "gone.pt", 0.99, 0.99, "2026-01-03T00:00:00+00:00"))
+    assert old["id"].startswith("yolo-") and len(load_registry(tmp_path)) == 3
+    assert best_registered(tmp_path)["id"] == old["id"]
+    assert best_registered(tmp_path, QualityGate(min_recall=0.5))["metrics"]["recall_vs_teacher"] == 0.6
+    assert best_registered(tmp_path, QualityGate(min_map50=0.85)) is None
+    with pytest.raises(ValueError, match="weights"):
+        register_detector(tmp_path, {"metrics": {}})
+    registry_path(tmp_path).write_text("{broken")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_registry(tmp_path)
+
+
+def _register_many(root: str, worker: int, n: int) -> None:
+    for i in range(n):
+        register_detector(root, {"weights": f"/w/{worker}-{i}.pt", "metrics": {}})
+
+
+def test_concurrent_writers_lose_no_entry(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_register_many, args=(str(tmp_path), w, 25)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    weights = [e["weights"] for e in load_registry(tmp_path)]
+    assert len(weights) == len(set(weights)) == 50
