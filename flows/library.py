@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
+from tasks.artifacts import library_key, publish_run_artifacts
 from tasks.config import RunConfig
 from tasks.detect import resolve_backend
 from tasks.identities import identities_task
@@ -103,6 +105,8 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
         except (NotFinished, MediaError, OSError):  # the subflow runs it, or reports why not
             pending.append(v)
     running = set()
+    progress = create_progress_artifact(100.0 * len(results) / max(1, len(videos)),
+                                        key=library_key(lib, "progress"), description="videos processed")
     with tqdm(total=len(videos), initial=len(results), desc="videos", unit="video", dynamic_ncols=True) as bar:
         while pending or running:
             while pending and len(running) < config.parallel:
@@ -117,6 +121,7 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
             else:
                 logger.error("%s: FAILED: %s", r.video, r.error)
             bar.update(1)
+            update_progress_artifact(progress, 100.0 * len(results) / len(videos))
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
@@ -130,6 +135,7 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     report = render_report(str(lib), str(ws.root), ordered, seconds,
                            detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})")
     write_text(ws.library_dir / "report.md", report)
+    publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")
     summary = {
         "library": str(lib),
         "workspace": str(ws.root),

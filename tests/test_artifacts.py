@@ -1,0 +1,25 @@
+import re
+
+from tasks.artifacts import alignment_markdown, character_rows, library_key
+from tasks.formats import write_timeline_json
+from tasks.records import Character, SpeakerLink, TimelineSpan, VideoResult
+
+
+def test_library_key_is_valid_and_stable(tmp_path):
+    key = library_key(tmp_path / "My Show: Season 1", "characters")
+    assert re.fullmatch(r"[a-z0-9-]+", key) and key == library_key(tmp_path / "My Show: Season 1", "characters")
+    assert key != library_key(tmp_path / "other", "characters")
+
+
+def test_rows_and_markdown_come_from_the_timelines(tmp_path):
+    chars = [Character("character_001", (0,), name="Bea")]
+    spans = [TimelineSpan("ep.mp4", "Bea", "on_screen", 0.0, 4.0), TimelineSpan("ep.mp4", "Bea", "speaking", 1.0, 2.5, "speaker_000")]
+    links = [SpeakerLink("speaker_000", "character_001", 0.9, 1.5, 1.5), SpeakerLink("speaker_001", None, 0.0, 3.0, 0.0)]
+    write_timeline_json(tmp_path / "t.json", "ep.mp4", spans, chars, links)
+    results = [VideoResult("ep.mp4", True, outputs={"timeline_json": str(tmp_path / "t.json")}),
+               VideoResult("bad.mp4", False, error="not a media file")]
+    assert character_rows(results) == [{"video": "ep.mp4", "character": "Bea", "name": "Bea", "screen_s": 4.0,
+                                        "speech_s": 1.5, "voices": "speaker_000"}]
+    md = alignment_markdown(results, tmp_path / "report.md")
+    assert "1 succeeded, 1 failed" in md and "bad.mp4`: not a media file" in md
+    assert "| ep.mp4 | speaker_001 | off-screen | 0.00 |" in md
