@@ -117,6 +117,30 @@ def recluster(
 
 
 @app.command()
+def serve(
+    library: Path = typer.Argument(..., help="Folder of videos to process on a schedule."),
+    cron: str = typer.Option("0 3 * * *", help="When to run (cron syntax, server time zone)."),
+    workspace: Optional[Path] = WorkspaceOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Register castline's flows with the Prefect server at PREFECT_API_URL (library flow on CRON; dataset
+    and detector training on demand) and serve them until interrupted. Each scheduled run processes only
+    new or changed videos. Start a server first: `scripts/prefect_server.sh`."""
+    _quiet_environment()
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("scheduling needs a Prefect server: run scripts/prefect_server.sh and export the "
+              "PREFECT_API_URL it prints (ephemeral mode cannot schedule)", 2)
+    if not library.is_dir():
+        _fail(f"library folder not found: {library}", 2)
+    cfg = _load_config_or_exit(config, {})
+    from flows.deployments import serve as serve_deployments
+
+    serve_deployments(library, workspace, cfg, cron)
+
+
+@app.command()
 def inspect(
     video: Path = typer.Argument(..., help="A media file."),
     config: Optional[Path] = ConfigOpt,

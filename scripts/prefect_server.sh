@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Starts a local Prefect server with its UI (http://127.0.0.1:4200) in the background, unless one
+# already answers, and prints the PREFECT_API_URL line to use. Its database lives in PREFECT_HOME
+# (default .castline-config/prefect). `scripts/prefect_server.sh stop` stops it.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+port="${PREFECT_SERVER_PORT:-4200}"
+export PREFECT_HOME="${PREFECT_HOME:-$root/.castline-config/prefect}"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+pidfile="$PREFECT_HOME/server.pid"
+url="http://127.0.0.1:$port/api"
+healthy() { "$root/.venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/health" 2>/dev/null; }
+
+if [ "${1:-start}" = "stop" ]; then
+  [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null && rm -f "$pidfile" && echo "stopped"
+  exit 0
+fi
+if healthy; then
+  echo "export PREFECT_API_URL=$url"
+  exit 0
+fi
+mkdir -p "$PREFECT_HOME"
+setsid "$root/.venv/bin/prefect" server start --host 127.0.0.1 --port "$port" >"$PREFECT_HOME/server.log" 2>&1 &
+echo $! >"$pidfile"
+for _ in $(seq 1 120); do
+  healthy && { echo "export PREFECT_API_URL=$url"; exit 0; }
+  sleep 0.5
+done
+echo "Prefect server did not answer on $url within 60 s; see $PREFECT_HOME/server.log" >&2
+exit 1

@@ -1,0 +1,57 @@
+"""Scheduled runs against a real Prefect server: `castline serve` registers the flows and the cron
+schedule fires the library flow, which processes the library."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_PORT": "4291"}
+    started = subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh")], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    env["PREFECT_API_URL"] = started.stdout.strip().split("=", 1)[1]
+    yield env
+    subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh"), "stop"], env=env, timeout=30)
+
+
+@pytest.mark.slow
+def test_serve_registers_flows_and_runs_on_schedule(prefect_server, tmp_path, sample_dir):
+    library, ws = tmp_path / "library", tmp_path / "ws"
+    library.mkdir()
+    shutil.copy(sample_dir / "megamind.avi", library / "megamind.avi")
+    serve = subprocess.Popen([sys.executable, "-m", "flows", "serve", str(library), "--cron", "* * * * *",
+                              "--workspace", str(ws)], cwd=REPO, env=prefect_server,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (ws / "library" / "last_run.json").exists():
+            time.sleep(1)
+        assert (ws / "library" / "last_run.json").exists(), "no scheduled run finished within 4 minutes"
+        assert json.loads((ws / "library" / "last_run.json").read_text())["succeeded"] == ["megamind.avi"]
+        listed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], env={**prefect_server, "COLUMNS": "250"},
+                                capture_output=True, text=True, timeout=60).stdout
+        for name in ("castline-library-library", "castline-dataset", "castline-train-detector"):
+            assert name in listed
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=60)
+
+
+def test_serve_without_a_server_explains_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    r = subprocess.run([sys.executable, "-m", "flows", "serve", str(tmp_path)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "scripts/prefect_server.sh" in r.stderr
