@@ -68,3 +68,20 @@ def frame_store(tmp_path_factory):
         return made[name]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def sample_wav(tmp_path_factory):
+    """sample_wav("montage_dev00.mp4") -> its 16 kHz mono WAV, extracted once by the demux stage."""
+    from tasks.demux import extract_audio, probe
+
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp(Path(name).stem) / f"{Path(name).stem}.wav"
+            extract_audio(probe(SAMPLE / name), out, 16000)
+            made[name] = out
+        return made[name]
+
+    return make

@@ -1,4 +1,3 @@
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,10 @@ from tasks.vad import detect_speech
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 @pytest.fixture(scope="module")
-def dev00(tmp_path_factory):
+def dev00(sample_wav):
     """montage_dev00's audio, its speech segments and its diarization with the default parameters."""
-    wav = tmp_path_factory.mktemp("diarize") / "montage_dev00.wav"
-    ffmpeg("-i", str(DATA / "sample" / "montage_dev00.mp4"), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le",
-           str(wav))
+    wav = sample_wav("montage_dev00.mp4")
     speech = detect_speech(wav, VadParams())
     return wav, speech, *diarize(wav, speech, DiarizeParams())
 

@@ -1,8 +1,8 @@
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ffmpeg
 
 from tasks.config import VadParams
 from tasks.formats import read_rttm, read_segments
@@ -11,16 +11,9 @@ from tasks.vad import detect_speech, load_wav, vad_task
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 @pytest.fixture(scope="module")
-def dev01_wav(tmp_path_factory):
-    wav = tmp_path_factory.mktemp("vad") / "montage_dev01.wav"
-    ffmpeg("-i", str(DATA / "sample" / "montage_dev01.mp4"), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le",
-           str(wav))
-    return wav
+def dev01_wav(sample_wav):
+    return sample_wav("montage_dev01.mp4")
 
 
 def _mask(spans, duration, step=0.01):
