@@ -15,7 +15,7 @@ from PIL import Image
 
 from tasks.contact_sheet import character_sheet, crop_box
 from tasks.embed_hf import ClipEmbedder, ModelUnavailable, ViTEmbedder, grid_cells
-from tasks.pooling import pool_track, quality
+from tasks.pooling import pool, pool_track, quality
 from tasks.records import Box
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -150,6 +150,8 @@ def test_pooling_prefers_a_big_sharp_face(frame):
     np.testing.assert_allclose(same, pooled, atol=1e-6)
     with pytest.raises(ValueError):
         pool_track(vectors, boxes[:1], [sharp])
+    flat, _ = pool(vectors, np.zeros(2))  # no usable quality anywhere: a plain mean of the unit vectors
+    np.testing.assert_allclose(flat, [np.sqrt(0.5), np.sqrt(0.5), 0.0], atol=1e-6)
 
 
 def test_character_sheet_png(frame, tmp_path):
