@@ -202,11 +202,24 @@ def test_whole_step_from_files_beside_a_video(tmp_path):
     write(tmp_path, "episode.fr.srt", "garbage")
     turns = turns_of("speaker_001", (0, 10)) + turns_of("speaker_002", (10, 20))
     links = [link("speaker_001", "character_001"), link("speaker_002", None)]
-    naming = name_from_subtitles(video, turns, links, {})
-    assert naming.source == "episode.en.srt"  # the file with the most named lines
-    assert len(naming.notes) == 1 and naming.notes[0].startswith("episode.fr.srt: not a readable subtitle file")
+    naming = name_from_subtitles([(video, turns, links)], {})
+    assert naming.sources == [str(tmp_path / "episode.en.srt")]  # the file with the most named lines
+    assert len(naming.notes) == 1
+    assert naming.notes[0].startswith("episode.mkv: episode.fr.srt: not a readable subtitle file")
     assert naming.speaker_names == {"speaker_001": "JOHN", "speaker_002": "MARY"}
     assert naming.character_names == {"character_001": "JOHN"}
     characters, turns2, links2 = apply_names([Character("character_001", (1,))], turns, links, naming)
     assert characters[0].label == "JOHN"
     assert {t.speaker for t in turns2} == {"JOHN", "MARY"} and [l.speaker for l in links2] == ["JOHN", "MARY"]
+
+
+def test_library_pools_votes_over_videos(tmp_path):
+    """One JOHN line per episode is below MIN_LINES in each, enough over the library (ids span videos)."""
+    videos = []
+    for ep in ("s1e1", "s1e2"):
+        write(tmp_path, f"{ep}.srt", "1\n00:00:01,000 --> 00:00:02,000\nJOHN: hi\n")
+        videos.append((tmp_path / f"{ep}.mp4", turns_of("speaker_001", (0, 5)), [link("speaker_001", "character_001")]))
+    assert name_from_subtitles(videos[:1], {}).speaker_names == {}
+    naming = name_from_subtitles(videos, {"character_001": "John"})
+    assert naming.speaker_names == {"speaker_001": "JOHN"}
+    assert naming.notes == ["agreement: speaker_001 'JOHN' (subtitles) is character_001 'John' (gallery)"]
