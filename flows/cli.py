@@ -262,6 +262,40 @@ def eval_workspace(
     typer.echo(f"scores: {workspace / 'library' / 'eval.json'}")
 
 
+@app.command("project")
+def project_library(
+    workspace: Path = typer.Argument(..., help="Workspace of a finished `castline run` (its --workspace)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="WORKSPACE/llm",
+                                       help="Export folder. Trained adaptors go in OUT/adaptors/<image|voice>/."),
+    dim: Optional[int] = typer.Option(None, show_default="3072", help="The language model's hidden size."),
+    kind: Optional[str] = typer.Option(None, show_default="linear", help="Adaptor: linear | mlp (2-layer, GELU)."),
+    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of an untrained adaptor's weights."),
+) -> None:
+    """Project every library character (face centroid) and speaker (voice centroid) into a language model's
+    embedding space: Parquet + .npy, TensorBoard projector TSVs and a PCA map in OUT.
+
+    Uses OUT/adaptors/<image|voice>/ when present (weights you trained); else an untrained adaptor from --seed."""
+    _quiet_environment()
+    if not (workspace / "library").is_dir():
+        _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
+    from tasks.project import AdaptorConfig, export_library, registry_dims
+
+    given = {"out_dim": dim, "kind": kind, "seed": seed}
+    cfgs: dict = {"image": None, "voice": None}
+    if any(v is not None for v in given.values()):
+        cfgs = {name: _params_or_exit(AdaptorConfig, {"in_dim": d, **given}) if d else None
+                for name, d in registry_dims(workspace).items()}
+    try:
+        summary = export_library(workspace, out or workspace / "llm", cfgs["image"], cfgs["voice"])
+    except ValueError as e:  # a saved adaptor that contradicts the options, or nothing to project
+        _fail(str(e), 2)
+    for kind_name in ("characters", "speakers"):
+        s = summary[kind_name]
+        typer.echo(f"{kind_name}: none" if s is None else
+                   f"{kind_name}: {s['identities']} x {s['raw'][1]} -> {s['projected'][1]} ({s['adaptor_source']})")
+    typer.echo(f"written to {summary['out_dir']}")
+
+
 def main() -> None:
     app(prog_name="castline")
 

@@ -27,7 +27,7 @@ from tasks.config import RunConfig
 from tasks.detect import resolve_backend
 from tasks.identities import identities_task
 from tasks.timeline import timeline_task
-from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
+from tasks.formats import read_json, read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
 from tasks.records import VideoResult
 from tasks.report import render_report
 from tasks.workspace import Workspace, remove_partials
@@ -133,7 +133,8 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started
     report = render_report(str(lib), str(ws.root), ordered, seconds,
-                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})")
+                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})",
+                           subtitles=read_json(names_path).get("subtitles") if done else None)
     write_text(ws.library_dir / "report.md", report)
     publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")
     summary = {

@@ -98,7 +98,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     links = run(align_task, turns, tracks, characters, out=ws.stage_path(k_align, ".json"),
                        interval=interval, params=cfg.align)
 
-    result.outputs = {"probe": str(probe_path), "frames": str(frames_index), "tracks": str(tracks),
+    result.outputs = {"video": str(video), "probe": str(probe_path), "frames": str(frames_index), "tracks": str(tracks),
                       "embeddings": str(embeddings), "characters": str(characters), "links": str(links),
                       "turns": str(turns) if turns is not None else "", "interval": str(interval)}
     result.seconds = round(time.perf_counter() - started, 3)

@@ -89,6 +89,9 @@ class LibraryParams(_Params):
     gallery: str | None = Field(None, description="folder of <Name>/*.jpg photos [default: LIBRARY/gallery when present]")
     gallery_threshold: float = Field(0.55, gt=0, le=2,
                                      description="max dlib distance between a character and a gallery name that names it")
+    subtitle_min_share: float = Field(0.6, ge=0.5, le=1,
+                                      description="share of a voice's named subtitle lines one name needs to name it")
+    subtitle_min_lines: int = Field(2, ge=1, description="named subtitle lines one name needs to name a voice")
 
 
 class RunConfig(_Params):

@@ -27,11 +27,11 @@ from tasks.formats import (
 )
 from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
 from tasks.records import Character, SpeakerLink, SpeechTurn, Track
-from tasks.registry import Registry, load_registry, open_registry
+from tasks.subtitles import SubtitleNaming, name_from_subtitles
+from tasks.registry import Registry, load_registry, open_registry, registry_paths
 from tasks.workspace import Workspace, file_digest, params_digest
 
-CHARACTERS_REGISTRY = "characters.parquet"
-SPEAKERS_REGISTRY = "speakers.parquet"
+NAMES_JSON = "names.json"
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class VideoStages:
     """Where one processed video's stage results are (the per-video flow's outputs)."""
 
     name: str
+    video: Path
     probe: Path
     tracks: Path
     embeddings: Path
@@ -49,7 +50,7 @@ class VideoStages:
 
     @classmethod
     def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
-        return cls(name=name, probe=Path(outputs["probe"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
+        return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
                    characters=Path(outputs["characters"]), links=Path(outputs["links"]),
                    turns=Path(outputs["turns"]) if outputs.get("turns") else None,
                    interval=float(outputs["interval"]))
@@ -142,10 +143,6 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
     return vectors
 
 
-def registry_paths(ws: Workspace) -> tuple[Path, Path]:
-    return ws.library_dir / CHARACTERS_REGISTRY, ws.library_dir / SPEAKERS_REGISTRY
-
-
 def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConfig,
                       gallery: Path | None) -> dict[str, GalleryMatch]:
     """Assign every video's characters and voices to library identities (in name order, so the result
@@ -164,8 +161,21 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     if gallery is not None:
         vectors = gallery_embeddings(gallery, ws.root / "cache" / "gallery", cfg)
         matches = name_characters(centroids, vectors, cfg.library.gallery_threshold)
-    write_json(ws.library_dir / "names.json", {"gallery": str(gallery) if gallery else None, "matches": matches})
-    return {m.character_id: m for m in matches}
+    by_id = {m.character_id: m for m in matches}
+    # Subtitles are read library-wide: a voice keeps one name in every episode.
+    views = [(v.video, global_view(ws, v, by_id)) for v in sorted(videos, key=lambda v: v.name)]
+    subtitles = name_from_subtitles([(path, view.turns, view.links) for path, view in views],
+                                    {m.character_id: m.name for m in matches},
+                                    cfg.library.subtitle_min_share, cfg.library.subtitle_min_lines)
+    write_json(ws.library_dir / NAMES_JSON, {"gallery": str(gallery) if gallery else None, "matches": matches,
+                                             "subtitles": subtitles})
+    return by_id
+
+
+def read_names(path: Path) -> tuple[dict[str, GalleryMatch], SubtitleNaming | None]:
+    data = read_json(path)
+    subtitles = SubtitleNaming(**data["subtitles"]) if data.get("subtitles") else None
+    return {m["character_id"]: GalleryMatch(**m) for m in data["matches"]}, subtitles
 
 
 def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int]]:
@@ -206,4 +216,4 @@ def identities_task(workspace: str, videos: list[tuple[str, dict]], config: RunC
     ws = Workspace.open(workspace)
     update_identities(ws, [VideoStages.from_outputs(n, o) for n, o in videos], config,
                       Path(gallery) if gallery else None)
-    return ws.library_dir / "names.json"
+    return ws.library_dir / NAMES_JSON

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tasks.formats import atomic_dir, atomic_path, read_json, write_json, write_npy, write_text
-from tasks.registry import Registry, load_registry
+from tasks.registry import registry_paths, Registry, load_registry
 from tasks.workspace import Workspace
 
 WEIGHTS_FILE = "adaptor.safetensors"
@@ -186,9 +186,6 @@ def _workspace(root: Path) -> Workspace:
 
 
 def _registries(ws: Workspace) -> dict[_Modality, Registry]:
-    # tasks.identities imports the detectors and Prefect (~1.7 s); only the export needs its paths.
-    from tasks.identities import registry_paths
-
     chars, voices = registry_paths(ws)
     return {IMAGE: load_registry(chars, IMAGE.kind, IMAGE.metric),
             VOICE: load_registry(voices, VOICE.kind, VOICE.metric)}

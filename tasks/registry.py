@@ -21,6 +21,14 @@ from tasks.formats import atomic_path, locked
 
 Metric = Literal["euclidean", "cosine"]
 
+CHARACTERS_REGISTRY = "characters.parquet"
+SPEAKERS_REGISTRY = "speakers.parquet"
+
+
+def registry_paths(workspace) -> tuple[Path, Path]:
+    """Where a workspace (tasks.workspace.Workspace) keeps its character and speaker registries."""
+    return workspace.library_dir / CHARACTERS_REGISTRY, workspace.library_dir / SPEAKERS_REGISTRY
+
 
 @dataclass(frozen=True)
 class Member:

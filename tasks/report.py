@@ -36,8 +36,16 @@ def video_section(result: VideoResult) -> list[str]:
     return lines
 
 
+def subtitles_section(subtitles: dict | None) -> list[str]:
+    if not subtitles or not (subtitles["sources"] or subtitles["notes"]):
+        return []
+    lines = ["## Names from subtitles", "", f"- files read: {len(subtitles['sources'])}"]
+    lines += [f"- {s}: {n}" for s, n in sorted(subtitles["speaker_names"].items())]
+    return lines + [f"- {note}" for note in subtitles["notes"]] + [""]
+
+
 def render_report(library: str, workspace: str, results: Sequence[VideoResult], seconds: float,
-                  detector: str) -> str:
+                  detector: str, subtitles: dict | None = None) -> str:
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     lines = [
@@ -51,6 +59,7 @@ def render_report(library: str, workspace: str, results: Sequence[VideoResult], 
     ]
     if failed:
         lines += ["## Failed", ""] + [f"- `{r.video}`: {r.error}" for r in failed] + [""]
+    lines += subtitles_section(subtitles)
     lines += ["## Videos", ""]
     for r in results:
         lines += video_section(r)

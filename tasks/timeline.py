@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.formats import (
     atomic_dir,
-    read_json,
     write_characters,
     write_rttm,
     write_timeline_csv,
@@ -25,8 +24,9 @@ from tasks.formats import (
 )
 from tasks.demux import load_media_info
 from tasks.gallery import GalleryMatch
-from tasks.identities import VideoStages, global_view
+from tasks.identities import VideoStages, global_view, read_names
 from tasks.plots import plot_timeline
+from tasks.subtitles import SubtitleNaming, apply_names
 from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
@@ -88,15 +88,18 @@ def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters
 
 
 def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch],
-                     extra: dict[str, Path]) -> dict[str, str]:
-    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename."""
+                     subtitles: SubtitleNaming | None, extra: dict[str, Path]) -> dict[str, str]:
+    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
+    Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
     view = global_view(ws, stages, names)
+    characters, turns, links = view.characters, view.turns, view.links
+    if subtitles is not None:
+        characters, turns, links = apply_names(characters, turns, links, subtitles)
     dest = ws.video_dir(stages.name)
     with atomic_dir(dest) as tmp:
-        duration = load_media_info(stages.probe, Path(stages.name)).duration
-        write_timeline(tmp, stages.name, view.tracks, view.characters, view.turns, view.links, stages.interval,
-                       duration)
-        write_characters(tmp / CHARACTERS_JSON, view.characters)
+        duration = load_media_info(stages.probe, stages.video).duration
+        write_timeline(tmp, stages.name, view.tracks, characters, turns, links, stages.interval, duration)
+        write_characters(tmp / CHARACTERS_JSON, characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
         for name, src in extra.items():
             shutil.copy2(src, tmp / name)
@@ -107,6 +110,7 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
 @task(name="timeline", cache_policy=NO_CACHE, persist_result=False)
 def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
     """Rewritten on every run: it is cheap, and library ids or names may have changed."""
-    names = {m["character_id"]: GalleryMatch(**m) for m in read_json(names_path)["matches"]}
+    names, subtitles = read_names(names_path)
     extra = {"media.json": Path(outputs["probe"]), "tracks.json": Path(outputs["tracks"])}
-    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), names, extra)
+    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), names, subtitles,
+                            extra)

@@ -1,0 +1,61 @@
+"""End to end: subtitles beside the videos (ASS Name fields, WebVTT voice tags) name voices and faces."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from test_flow import castline
+
+from tasks.formats import read_timeline_json
+
+GT = "data/ground_truth/montage"
+
+
+def _ts(t: float, sep: str) -> str:
+    h, rem = divmod(t, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:05.2f}" if sep == "ass" else f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+
+
+def write_ass(path, turns):
+    events = "\n".join(f"Dialogue: 0,{_ts(t['start'], 'ass')},{_ts(t['end'], 'ass')},Default,{t['identity'].title()},0,0,0,,line"
+                       for t in turns)
+    path.write_text("[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\n"
+                    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, "
+                    "Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, "
+                    "Alignment, MarginL, MarginR, MarginV, Encoding\n"
+                    "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,2,2,"
+                    "10,10,10,1\n\n[Events]\n"
+                    "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n" + events + "\n")
+
+
+def write_vtt(path, turns):
+    cues = "\n\n".join(f"{_ts(t['start'], 'vtt')} --> {_ts(t['end'], 'vtt')}\n<v {t['identity'].title()}>line"
+                       for t in turns)
+    path.write_text("WEBVTT\n\n" + cues + "\n")
+
+
+def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    lib = tmp_path / "library"
+    lib.mkdir()
+    for stem, writer, ext in (("montage_dev00", write_ass, ".ass"), ("montage_dev01", write_vtt, ".vtt")):
+        shutil.copy(sample_dir / f"{stem}.mp4", lib / f"{stem}.mp4")
+        turns = json.loads((repo / GT / f"{stem}.json").read_text())["turns"]
+        writer(lib / f"{stem}{ext}", [t for t in turns if t["end"] - t["start"] > 1.0])
+    (lib / "montage_dev01.en.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\nRENÉ: é\n".encode("latin-1"))
+
+    ws = tmp_path / "ws"
+    r = castline("run", str(lib), "--workspace", str(ws))
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = json.loads((ws / "library" / "names.json").read_text())["subtitles"]
+    assert sorted(set(names["speaker_names"].values())) == ["Barack_Obama", "Rose_Leslie"]
+    for stem in ("montage_dev00", "montage_dev01"):
+        timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
+        named = {label for label, c in timeline["characters"].items() if c["name"]}
+        assert named == {"Barack_Obama", "Rose_Leslie"}, timeline["characters"].keys()
+        vtt = (ws / "videos" / f"{stem}.mp4" / "speech.vtt").read_text()
+        assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
+    # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
+    assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
