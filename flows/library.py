@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
 from tasks.artifacts import library_key, publish_run_artifacts
+from tasks.character_outputs import character_outputs_task
 from tasks.config import RunConfig
 from tasks.detect import resolve_backend
 from tasks.identities import identities_task
@@ -129,6 +130,7 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config, gallery)
     for r in done:
         r.outputs.update(timeline_task(str(ws.root), r.video, r.outputs, names_path))
+    character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started

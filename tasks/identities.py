@@ -41,6 +41,7 @@ class VideoStages:
     name: str
     video: Path
     probe: Path
+    frames: Path
     tracks: Path
     embeddings: Path
     characters: Path
@@ -50,7 +51,8 @@ class VideoStages:
 
     @classmethod
     def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
-        return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
+        return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]),
+                   frames=Path(outputs["frames"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
                    characters=Path(outputs["characters"]), links=Path(outputs["links"]),
                    turns=Path(outputs["turns"]) if outputs.get("turns") else None,
                    interval=float(outputs["interval"]))

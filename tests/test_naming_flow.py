@@ -59,3 +59,12 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
         assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
     # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
     assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
+    # Library-level character outputs: a contact sheet per character, appearances, track embeddings.
+    sheets = sorted(p.name for p in (ws / "library" / "characters").glob("*.png"))
+    assert {"Barack_Obama.png", "Rose_Leslie.png"} <= set(sheets)
+    import pyarrow.parquet as pq
+    tracks = pq.read_table(ws / "library" / "track_embeddings.parquet").to_pydict()
+    assert set(tracks["video"]) == {"montage_dev00.mp4", "montage_dev01.mp4"}
+    assert {len(e) for e in tracks["embedding"]} == {128}
+    appearances = (ws / "library" / "appearances.csv").read_text().splitlines()
+    assert appearances[0] == "character,video,start,end,track" and len(appearances) == len(tracks["video"]) + 1
