@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Params(BaseModel):
@@ -49,8 +49,24 @@ class TrackParams(_Params):
 
 
 class EmbedParams(_Params):
-    margin: float = Field(0.0, ge=0, le=1, description="extra context around a face box before landmarking")
+    # clip/vit give unit vectors: the cluster and library thresholds stay Euclidean distances, which for
+    # unit vectors are sqrt(2 x cosine distance), and must be calibrated for the model (dlib's are not).
+    backend: Literal["dlib", "clip", "vit"] = Field(
+        "dlib", description="face embedder: dlib (128-d, weights in face_recognition_models) | clip | vit "
+                            "(a Hugging Face model in `model`, local folder or already in the HF cache)")
+    model: str | None = Field(None, description="clip/vit: Hugging Face id in the local cache, or a local folder")
+    size: int | None = Field(None, ge=32, le=1024,
+                             description="clip/vit input square side [default: the model's own, e.g. 224 or 336]")
+    grid: list[int] | None = Field(None, min_length=2, max_length=2,
+                                   description="clip/vit: [rows, cols] patches per crop, each embedded (e.g. [2, 2])")
+    margin: float = Field(0.0, ge=0, le=1, description="extra context around a face box before embedding")
     jitter: int = Field(0, ge=0, le=10, description="dlib jitters per face (slower, slightly more robust)")
+
+    @model_validator(mode="after")
+    def _model_for_hf(self) -> "EmbedParams":
+        if self.backend != "dlib" and not self.model:
+            raise ValueError(f"embed.backend {self.backend} needs embed.model (a cached Hugging Face id or a folder)")
+        return self
 
 
 class ClusterParams(_Params):

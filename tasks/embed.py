@@ -1,7 +1,8 @@
 """Face embeddings, one per track.
 
-In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, 128)
-float32 .npy, row i = track i. Backend: dlib's ResNet face descriptor (weights from face_recognition_models).
+In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, dim)
+float32 .npy, row i = track i. Backends: dlib's ResNet face descriptor (128-d, weights from
+face_recognition_models; the default), CLIP / ViT from a local Hugging Face model (tasks/embed_hf.py, unit vectors).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import numpy as np
 from tasks import formats
 from tasks.config import EmbedParams
 from tasks.detect import read_rgb
-from tasks.records import Frame, Track
+from tasks.contact_sheet import crop_box
+from tasks.pooling import pool, quality
+from tasks.records import Box, Frame, Track
 from tasks.stage import Progress, ProgressBar, stage_task
 
 DIM = 128
@@ -74,39 +77,55 @@ class DlibFaceEmbedder:
         return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
 
 
+def make_embedder(params: EmbedParams):
+    """The embedder EmbedParams names; torch and transformers are imported only for clip/vit."""
+    if params.backend == "dlib":
+        return DlibFaceEmbedder(margin=params.margin, jitter=params.jitter)
+    from tasks.embed_hf import ClipEmbedder, ViTEmbedder
+
+    cls = ClipEmbedder if params.backend == "clip" else ViTEmbedder
+    return cls(params.model, size=params.size, margin=params.margin, grid=tuple(params.grid) if params.grid else None)
+
+
 def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
-                 progress: Progress = None, embedder: DlibFaceEmbedder | None = None,
-                 frames: Sequence[Frame] | None = None) -> np.ndarray:
-    """Row i = plain mean of track i's per-box descriptors (not re-normalised, so dlib's 0.6 rule still holds).
+                 progress: Progress = None, embedder=None, frames: Sequence[Frame] | None = None) -> np.ndarray:
+    """Row i = track i's vector. dlib: plain mean of its per-box descriptors (not re-normalised, so dlib's 0.6
+    rule still holds). Cosine embedders (clip/vit): quality-weighted mean of unit vectors (tasks/pooling.py).
 
     `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
     """
     frames_dir = Path(frames_dir)
-    embedder = embedder or DlibFaceEmbedder(margin=params.margin, jitter=params.jitter)
+    embedder = embedder or make_embedder(params)
+    dim = getattr(embedder, "dim", DIM)
+    cosine = getattr(embedder, "metric", "euclidean") == "cosine"
     if frames is None:
         frames = formats.read_frames(frames_dir / "frames.json")
     files = {f.index: f.file for f in frames}
 
     # Group by frame so each JPEG is decoded once, however many faces it holds.
-    by_frame: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = defaultdict(list)
+    by_frame: dict[int, list[tuple[int, Box]]] = defaultdict(list)
     for row, track in enumerate(tracks):
         for box in track.boxes:
-            by_frame[box.frame].append((row, box.xyxy))
+            by_frame[box.frame].append((row, box))
 
-    sums = np.zeros((len(tracks), DIM), dtype=np.float64)
-    counts = np.zeros(len(tracks), dtype=np.int64)
+    vectors: list[list[np.ndarray]] = [[] for _ in tracks]
+    qualities: list[list[float]] = [[] for _ in tracks]
     for n, frame_index in enumerate(sorted(by_frame), 1):
         if frame_index not in files:
             raise KeyError(f"a track has a box on frame {frame_index}, which is not in the frame index")
         items = by_frame[frame_index]
-        vectors = embedder.embed(read_rgb(frames_dir / files[frame_index]), [xyxy for _, xyxy in items])
-        for (row, _), vec in zip(items, vectors):
-            sums[row] += vec
-            counts[row] += 1
+        image = read_rgb(frames_dir / files[frame_index])
+        for (row, box), vec in zip(items, embedder.embed(image, [b.xyxy for _, b in items])):
+            vectors[row].append(vec)
+            # Quality needs the frame, which is only decoded here: measure it now, pool once all boxes are in.
+            qualities[row].append(quality(box, crop_box(image, box.xyxy)) if cosine else 1.0)
         if progress is not None:
             progress(n, len(by_frame))
-    out = sums / np.maximum(counts, 1)[:, None]
-    return out.astype(np.float32)
+    out = np.zeros((len(tracks), dim), dtype=np.float32)
+    for row, (vecs, qs) in enumerate(zip(vectors, qualities)):
+        if vecs:
+            out[row] = pool(np.stack(vecs), np.array(qs))[0] if cosine else np.mean(vecs, axis=0)
+    return out
 
 
 @stage_task("embed")

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from tasks.detect import FaceDetector, read_rgb
-from tasks.embed import DlibFaceEmbedder
 from tasks.registry import Metric, distances
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -38,7 +37,7 @@ def gallery_images(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def embed_gallery(folder: Path, detector: FaceDetector, embedder: DlibFaceEmbedder) -> dict[str, np.ndarray]:
+def embed_gallery(folder: Path, detector: FaceDetector, embedder) -> dict[str, np.ndarray]:
     """Mean descriptor of the largest face of each photo, per name; photos without a face are skipped
     with a warning (a gallery photo of a crowd would otherwise name the wrong person)."""
     out: dict[str, np.ndarray] = {}

@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks.config import RunConfig
 from tasks.detect import make_detector
-from tasks.embed import DlibFaceEmbedder
+from tasks.embed import make_embedder
 from tasks.formats import (
     read_centroids,
     read_characters,
@@ -139,8 +139,7 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}
-    vectors = embed_gallery(gallery, make_detector(cfg.detect),
-                            DlibFaceEmbedder(margin=cfg.embed.margin, jitter=cfg.embed.jitter))
+    vectors = embed_gallery(gallery, make_detector(cfg.detect), make_embedder(cfg.embed))
     write_json(cached, {n: v.tolist() for n, v in vectors.items()})
     return vectors
 

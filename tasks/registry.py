@@ -94,6 +94,10 @@ class Registry:
         """Give each local group of `video` a global id: the nearest existing identity closer than
         `threshold` that no cannot-linked group of the same video already took, else a new one.
         A video already assigned with the same key keeps its ids (nothing is recomputed)."""
+        others = next((m for m in self.members if m.video != video), None)
+        if others is not None and len(others.embedding) != embeddings.shape[1]:
+            raise ValueError(f"the {self.kind} registry holds {len(others.embedding)}-d vectors from another "
+                             f"embedder, this run gives {embeddings.shape[1]}-d: use a separate --workspace per embedder")
         existing = [m for m in self.members if m.video == video]
         if existing and all(m.video_key == video_key for m in existing) and \
                 {m.local_id for m in existing} == set(local_ids):
