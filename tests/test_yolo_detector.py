@@ -124,3 +124,24 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
         assert p.exitcode == 0
     weights = [e["weights"] for e in load_registry(tmp_path)]
     assert len(weights) == len(set(weights)) == 50
+
+
+def test_auto_backend_picks_a_passing_trained_detector_and_says_why(tmp_path):
+    from tasks.config import DetectParams
+    from tasks.detect import resolve_backend
+    from tasks.yolo_detector import register_detector
+
+    params, why = resolve_backend(DetectParams(), tmp_path)
+    assert params.backend == "mtcnn" and "no detector trained" in why
+
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights")
+    register_detector(tmp_path, {"weights": str(weights), "imgsz": 256, "conf": 0.12,
+                                 "metrics": {"recall_vs_teacher": 0.5, "map50": 0.9}})
+    assert resolve_backend(DetectParams(), tmp_path)[0].backend == "mtcnn"  # below the recall gate
+    entry = register_detector(tmp_path, {"weights": str(weights), "imgsz": 256, "conf": 0.12,
+                                         "metrics": {"recall_vs_teacher": 0.9, "map50": 0.9}})
+    params, why = resolve_backend(DetectParams(), tmp_path)
+    assert (params.backend, params.yolo_weights, params.yolo_imgsz, params.min_score) == ("yolo", str(weights), 256, 0.12)
+    assert entry["id"] in why
+    assert resolve_backend(DetectParams(backend="haar"), tmp_path)[0].backend == "haar"  # explicit choice wins
