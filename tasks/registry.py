@@ -143,10 +143,14 @@ class Registry:
         old_ids = [m.global_id for m in self.members]
         new_ids: dict[int, str] = {}
         taken: set[str] = set()
-        for lab in sorted(set(labels), key=lambda lab: -int((labels == lab).sum())):
-            votes = [old_ids[i] for i in np.flatnonzero(labels == lab) if old_ids[i] not in taken]
-            gid = max(set(votes), key=votes.count) if votes else None
-            if gid is not None:
+        for lab in sorted(set(labels), key=lambda lab: (-int((labels == lab).sum()), lab)):
+            # The old id carrying most weight in the new cluster survives; ties go to the older id.
+            votes: dict[str, float] = {}
+            for i in np.flatnonzero(labels == lab):
+                if old_ids[i] not in taken:
+                    votes[old_ids[i]] = votes.get(old_ids[i], 0.0) + self.members[i].weight
+            if votes:
+                gid = min(votes, key=lambda g: (-votes[g], g))
                 new_ids[lab] = gid
                 taken.add(gid)
         for lab in sorted(set(labels)):
