@@ -56,8 +56,8 @@ def list_videos(library: Path, workspace: Path) -> list[Path]:
 
 
 def video_name(library: Path, video: Path) -> str:
-    """Unique, readable name of a video inside its library (sub-folders joined with '__')."""
-    return "__".join(video.relative_to(library).parts)
+    """Unique, readable name of a video: its path inside the library ('season1/ep01.mkv')."""
+    return video.relative_to(library).as_posix()
 
 
 @task(name="process-video", cache_policy=NO_CACHE)

@@ -21,6 +21,7 @@ from tasks.demux import (
     FRAMES_INDEX,
     MediaError,
     audio_task,
+    check_file,
     frames_task,
     load_media_info,
     probe_task,
@@ -60,6 +61,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
             raise NotFinished(stage.__name__)
         return stage(*args, out=out, **kwargs)
 
+    check_file(video)  # before hashing: the content hash would block on a FIFO or fail on a dangling link
     k_probe = ws.root_key(video, "probe", "tasks.demux", {})
     probe_path = run(probe_task, video, out=ws.stage_path(k_probe, ".json"))
     info = load_media_info(probe_path, video)

@@ -81,15 +81,21 @@ def _ffmpeg_reason(stderr: bytes | None, path: Path) -> str:
     return "; ".join(reasons[-3:]) or "unknown error"
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """ffprobe a file; raise MediaError with a one-line reason for anything castline cannot use."""
+def check_file(path: str | Path) -> Path:
+    """Refuse what is not a readable regular file before anything opens it (a FIFO would block a reader)."""
     path = Path(path)
     if not path.exists():
-        raise MediaError(f"file not found: {path}")
+        raise MediaError(f"file not found{' (dangling link)' if path.is_symlink() else ''}: {path.name}")
     if not path.is_file():
-        raise MediaError(f"not a regular file: {path}")
+        raise MediaError(f"not a regular file: {path.name}")
     if path.stat().st_size == 0:
         raise MediaError(f"empty file (0 bytes): {path.name}")
+    return path
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """ffprobe a file; raise MediaError with a one-line reason for anything castline cannot use."""
+    path = check_file(path)
     try:
         raw = ffmpeg.probe(str(path), v="error")
     except ffmpeg.Error as e:

@@ -81,7 +81,7 @@ def character_groups(tracks: Sequence[Track], embeddings: np.ndarray, characters
         ids.append(c.character_id)
         weights.append(float(w.sum()))
     cannot = {frozenset((a, b)) for i, a in enumerate(ids) for b in ids[i + 1:] if frames[a] & frames[b]}
-    return LocalGroups(ids, np.array(vecs, np.float32).reshape(len(ids), -1), weights, cannot)
+    return LocalGroups(ids, _matrix(vecs, embeddings.shape[1] if embeddings.ndim == 2 else 0), weights, cannot)
 
 
 def speaker_groups(turns: Sequence[SpeechTurn], centroids: dict[str, np.ndarray]) -> LocalGroups:
@@ -91,8 +91,13 @@ def speaker_groups(turns: Sequence[SpeechTurn], centroids: dict[str, np.ndarray]
     for t in turns:
         speech[t.speaker] = speech.get(t.speaker, 0.0) + t.duration
     ids = sorted(centroids)
-    vecs = np.array([centroids[s] for s in ids], np.float32).reshape(len(ids), -1)
-    return LocalGroups(ids, vecs, [speech.get(s, 0.0) for s in ids], set())
+    dim = len(next(iter(centroids.values()))) if centroids else 0
+    return LocalGroups(ids, _matrix([centroids[s] for s in ids], dim), [speech.get(s, 0.0) for s in ids], set())
+
+
+def _matrix(rows: Sequence[np.ndarray], dim: int) -> np.ndarray:
+    """Rows stacked as float32; a video with no face or no voice gives a (0, dim) matrix, not an error."""
+    return np.array(rows, np.float32).reshape(len(rows), dim)
 
 
 def assign(reg: Registry, video: str, key: str, groups: LocalGroups, threshold: float) -> dict[str, str]:

@@ -44,11 +44,16 @@ def code_version(module_name: str) -> str:
     return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+_UNSAFE = re.compile(r"[^\w.\-]+")
 
 
 def safe_name(name: str) -> str:
-    return _UNSAFE.sub("_", name).strip("._") or "video"
+    """A folder name for a video name (which may hold '/', spaces, any script): letters of any script,
+    digits, '_', '.', '-' kept; when anything had to change, a hash of the name keeps two names apart."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "video"
+    if cleaned == name:
+        return cleaned
+    return f"{cleaned}-{hashlib.blake2b(name.encode(), digest_size=3).hexdigest()}"
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,12 @@ def test_gallery_names_closest_pairs_once_and_leaves_strangers_unnamed():
     gallery = {"Ann": vec(0.1, 0), "Bob": vec(0.35, 0)}
     got = {m.character_id: m.name for m in name_characters(centroids, gallery, 0.5)}
     assert got == {"character_000": "Ann", "character_001": "Bob"}
+
+
+def test_a_video_without_faces_or_voices_gives_empty_groups():
+    from tasks.identities import assign, character_groups, speaker_groups
+    faces = character_groups([], np.zeros((0, 128), np.float32), [])
+    voices = speaker_groups([], {})
+    assert faces.embeddings.shape == (0, 128) and voices.embeddings.shape == (0, 0)
+    reg = Registry("character", "euclidean")
+    assert assign(reg, "black.mp4", "k", faces, 0.5) == {} and reg.members == []
