@@ -186,7 +186,9 @@ def detect_faces(frames_dir: Path, frames: Sequence[Frame], params: DetectParams
     for n, frame in enumerate(frames, 1):
         image = read_rgb(Path(frames_dir) / frame.file)
         height, width = image.shape[:2]
-        for x1, y1, x2, y2, score in clean_detections(detector.detect(image), width, height,
+        # No face of the smallest kept size fits in a tinier frame (and MTCNN's image pyramid would be empty).
+        found = detector.detect(image) if min(height, width) >= params.min_face else []
+        for x1, y1, x2, y2, score in clean_detections(found, width, height,
                                                        params.min_face, params.min_score):
             boxes.append(Box(frame=frame.index, t=frame.t, x1=x1, y1=y1, x2=x2, y2=y2,
                              score=score, label="face"))

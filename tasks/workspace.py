@@ -102,8 +102,9 @@ class Workspace:
     def stage_path(self, key: StageKey, ext: str) -> Path:
         return self.root / "cache" / key.stage / key.video_id[:16] / f"{key.key}{ext}"
 
-    def video_dir(self, video: str | Path) -> Path:
-        return self.root / "videos" / safe_name(Path(video).name)
+    def video_dir(self, name: str) -> Path:
+        """The output folder of a video, by its name in the library (its relative path)."""
+        return self.root / "videos" / safe_name(name)
 
     @property
     def library_dir(self) -> Path:

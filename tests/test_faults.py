@@ -192,3 +192,24 @@ def test_two_concurrent_runs_keep_registries_consistent(tmp_path):
     suite.build_sources(tmp_path / "src")
     case = suite.concurrency_case(tmp_path)
     assert case.passed, case.actual
+
+
+def test_frames_smaller_than_the_smallest_face_give_no_boxes(tmp_path):
+    import cv2
+    import numpy as np
+
+    from tasks.config import DetectParams
+    from tasks.detect import detect_faces
+    from tasks.formats import write_frames
+    from tasks.records import Frame
+
+    cv2.imwrite(str(tmp_path / "000000.jpg"), np.full((16, 16, 3), 128, np.uint8))
+    write_frames(tmp_path / "frames.json", [Frame(0, 0.0, "000000.jpg")])
+    assert detect_faces(tmp_path, [Frame(0, 0.0, "000000.jpg")], DetectParams(backend="mtcnn")) == []
+
+
+def test_nested_videos_get_their_own_output_folders(tmp_path):
+    from tasks.workspace import Workspace
+    ws = Workspace.open(tmp_path)
+    assert len({ws.video_dir("loop/clip.mp4"), ws.video_dir("sub/clip.mp4"), ws.video_dir("clip.mp4")}) == 3
+    assert ws.video_dir("hamilton.mp4").name == "hamilton.mp4"
