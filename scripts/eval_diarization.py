@@ -27,7 +27,8 @@ from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate 
 from tasks.config import DiarizeParams, VadParams  # noqa: E402
 from tasks.diarize import diarize  # noqa: E402
 from tasks.formats import read_rttm  # noqa: E402
-from tasks.vad import detect_speech, load_wav  # noqa: E402
+from tasks.audio_stream import audio_duration  # noqa: E402
+from tasks.vad import detect_speech  # noqa: E402
 
 MONTAGE = ["montage_dev00", "montage_dev01", "montage_trn07", "montage_trn08"]
 
@@ -62,8 +63,7 @@ def evaluate(files: dict[str, tuple[Path, Path]], vad: VadParams, params: Diariz
         t0 = time.perf_counter()
         turns, _ = diarize(wav, detect_speech(wav, vad), params)
         elapsed = time.perf_counter() - t0
-        samples, rate = load_wav(wav)
-        duration = len(samples) / rate
+        duration = audio_duration(wav)
         audio_seconds += duration
         compute_seconds += elapsed
 

@@ -78,6 +78,8 @@ class VadParams(_Params):
     threshold: float = Field(0.3, gt=0, lt=1, description="silero speech probability threshold")
     min_speech: float = Field(0.25, ge=0, description="shortest speech segment kept (s)")
     min_silence: float = Field(0.6, ge=0, description="shortest pause that splits speech (s)")
+    chunk: float = Field(300.0, ge=10, description="seconds of audio read and run through the VAD at a time "
+                                                    "(memory only: the result does not depend on it)")
 
 
 class DiarizeParams(_Params):
@@ -86,6 +88,12 @@ class DiarizeParams(_Params):
     threshold: float = Field(1.1, gt=0, lt=2, description="cosine distance (after removing the file's mean voice) "
                                                           "under which clusters of windows merge")
     max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
+    chunk: float = Field(300.0, ge=5, description="seconds of audio read, embedded and clustered at a time; "
+                                                   "the chunks' speakers are then clustered across the file")
+    global_threshold: float | None = Field(
+        None, gt=0, lt=2, description="mean cosine distance (after removing the file's mean voice) between the "
+                                      "windows of speakers of different chunks under which they are one "
+                                      "speaker [default: threshold]")
 
 
 class AlignParams(_Params):

@@ -97,3 +97,74 @@ def test_diarize_task_writes_turns_and_centroids(dev00, tmp_path):
     stored = read_centroids(out)
     assert stored.keys() == centroids.keys()
     assert all(np.allclose(stored[k], centroids[k], atol=1e-4) for k in centroids)
+
+
+def test_streamed_embeddings_match_in_memory(dev00):
+    from tasks.audio_stream import AudioStream
+    from tasks.diarize import _speech_gain, embed_stream, embed_windows
+    from tasks.vad import load_wav
+
+    wav, speech, *_ = dev00
+    windows = [w for s in speech for w in segment_windows(s, 1.5, 0.5)]
+    with AudioStream(wav) as stream:
+        gain = _speech_gain(stream, speech, 7)
+        assert abs(gain - _speech_gain(stream, speech, 300)) < 1e-6 * gain
+        streamed = embed_stream(stream, windows, gain, 7)  # 5 blocks, windows crossing their borders
+    whole = embed_windows(load_wav(wav)[0] * gain, windows)
+    assert np.abs(streamed - whole).max() < 1e-4
+
+
+def test_two_stage_clustering_with_small_chunks(dev00):
+    wav, speech, turns, centroids = dev00
+    ref = read_rttm(DATA / "ground_truth" / "montage" / "montage_dev00.rttm")["montage_dev00"]
+    # 10 s chunks, three of them: clustered within each, then across (measured 25.1 %, as in one chunk)
+    chunked, chunked_centroids = diarize(wav, speech, DiarizeParams(chunk=10))
+    assert 1 <= len(chunked_centroids) <= 3 and _der(ref, chunked) < 0.32
+    assert _der(turns, chunked) < 0.1
+
+
+def test_stereo_48k_input(dev00, tmp_path):
+    from scipy.signal import resample_poly
+
+    samples, rate = sf.read(dev00[0], dtype="float32")
+    x = resample_poly(samples, 3, 1).astype(np.float32)
+    wav = tmp_path / "stereo48k.wav"
+    sf.write(wav, np.stack([x, 0.3 * x], axis=1), 48000, subtype="PCM_16")
+    turns, centroids = diarize(wav, dev00[1], DiarizeParams())
+    assert _der(dev00[2], turns) < 0.1 and len(centroids) == len(dev00[3])
+
+
+def test_silence_file_gives_no_turns(tmp_path):
+    wav = tmp_path / "silence.wav"
+    sf.write(wav, np.zeros(20 * 16000, dtype=np.int16), 16000, subtype="PCM_16")
+    speech = detect_speech(wav, VadParams())
+    assert speech == [] and diarize(wav, speech, DiarizeParams()) == ([], {})
+
+
+def test_undecodable_file_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    with pytest.raises(ValueError) as err:
+        diarize(bad, [Segment(0.0, 1.0)], DiarizeParams())
+    assert "broken.wav" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_only_chunks_with_speech_are_read(tmp_path, monkeypatch):
+    """A 10-minute file with speech in two places: reads cover those windows, never the whole file."""
+    from tasks.audio_stream import AudioStream
+
+    wav = tmp_path / "ten_minutes.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(wav, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+        for _ in range(10):
+            f.write((rng.standard_normal(60 * 16000) * 0.05).astype(np.float32))
+    reads = []
+    real = AudioStream._read_source
+
+    def spy(self, start, n):
+        reads.append(n)
+        return real(self, start, n)
+
+    monkeypatch.setattr(AudioStream, "_read_source", spy)
+    turns, _ = diarize(wav, [Segment(10.0, 14.0), Segment(400.0, 402.0)], DiarizeParams(chunk=60))
+    assert turns and max(reads) <= 6 * 16000 and sum(reads) <= 20 * 16000
