@@ -75,7 +75,8 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
     folder = ws.library_dir / "characters"
     with atomic_dir(folder) as tmp:
         for cid, boxes in sorted(per_character.items()):
-            character_sheet(best_boxes(boxes, frames_dirs, SHEET_FACES), f"{labels[cid]} ({cid})",
+            title = labels[cid] if labels[cid] == cid else f"{labels[cid]} ({cid})"
+            character_sheet(best_boxes(boxes, frames_dirs, SHEET_FACES), title,
                             tmp / f"{sanitize_label(labels[cid])}.png")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
