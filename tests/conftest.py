@@ -85,3 +85,36 @@ def sample_wav(tmp_path_factory):
         return made[name]
 
     return make
+
+
+@pytest.fixture
+def ten_minutes_of_noise(tmp_path):
+    """ten_minutes_of_noise(amplitude) -> a 10-minute 16 kHz WAV of Gaussian noise, written a minute at a time."""
+    import numpy as np
+    import soundfile as sf
+
+    def make(amplitude: float) -> Path:
+        wav = tmp_path / "ten_minutes.wav"
+        rng = np.random.default_rng(0)
+        with sf.SoundFile(wav, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+            for _ in range(10):
+                f.write((rng.standard_normal(60 * 16000) * amplitude).astype(np.float32))
+        return wav
+
+    return make
+
+
+@pytest.fixture
+def source_reads(monkeypatch) -> list[int]:
+    """The sample counts of every read the audio stream makes from its source, in order."""
+    from tasks.audio_stream import AudioStream
+
+    reads: list[int] = []
+    real = AudioStream._read_source
+
+    def spy(self, start, n):
+        reads.append(n)
+        return real(self, start, n)
+
+    monkeypatch.setattr(AudioStream, "_read_source", spy)
+    return reads

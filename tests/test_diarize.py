@@ -149,22 +149,9 @@ def test_undecodable_file_is_a_one_line_error(tmp_path):
     assert "broken.wav" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_only_chunks_with_speech_are_read(tmp_path, monkeypatch):
+def test_only_chunks_with_speech_are_read(ten_minutes_of_noise, source_reads):
     """A 10-minute file with speech in two places: reads cover those windows, never the whole file."""
-    from tasks.audio_stream import AudioStream
-
-    wav = tmp_path / "ten_minutes.wav"
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(wav, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
-        for _ in range(10):
-            f.write((rng.standard_normal(60 * 16000) * 0.05).astype(np.float32))
-    reads = []
-    real = AudioStream._read_source
-
-    def spy(self, start, n):
-        reads.append(n)
-        return real(self, start, n)
-
-    monkeypatch.setattr(AudioStream, "_read_source", spy)
+    wav = ten_minutes_of_noise(0.05)
+    reads = source_reads
     turns, _ = diarize(wav, [Segment(10.0, 14.0), Segment(400.0, 402.0)], DiarizeParams(chunk=60))
     assert turns and max(reads) <= 6 * 16000 and sum(reads) <= 20 * 16000

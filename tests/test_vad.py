@@ -101,28 +101,13 @@ def test_undecodable_file_is_a_one_line_error(tmp_path):
     assert "not_audio.wav" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_long_file_is_read_a_chunk_at_a_time(tmp_path, monkeypatch):
+def test_long_file_is_read_a_chunk_at_a_time(ten_minutes_of_noise, source_reads):
     """10 minutes in 20 s chunks: no read is larger than one chunk plus silero's warm-up, and numpy's
     peak allocation (a few copies of one chunk) stays far under the whole file's 38 MB of float32."""
     import tracemalloc
 
-    import soundfile as sf
-
-    from tasks.audio_stream import AudioStream
-
-    wav = tmp_path / "ten_minutes.wav"
-    rng = np.random.default_rng(0)
-    with sf.SoundFile(wav, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
-        for _ in range(10):
-            f.write((rng.standard_normal(60 * 16000) * 0.01).astype(np.float32))
-    reads = []
-    real = AudioStream._read_source
-
-    def spy(self, start, n):
-        reads.append(n)
-        return real(self, start, n)
-
-    monkeypatch.setattr(AudioStream, "_read_source", spy)
+    wav = ten_minutes_of_noise(0.01)
+    reads = source_reads
     params = VadParams(chunk=20)
     tracemalloc.start()
     detect_speech(wav, params)
