@@ -31,7 +31,7 @@ from tasks.timeline import timeline_task
 from tasks.formats import read_json, read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
 from tasks.records import VideoResult
 from tasks.report import render_report
-from tasks.workspace import Workspace, remove_partials
+from tasks.workspace import Workspace, active_run, remove_partials
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 WORKSPACE_DIRNAME = ".castline"
@@ -86,9 +86,17 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     started = time.perf_counter()
     lib = Path(library).resolve()
     ws = Workspace.open(workspace or default_workspace(lib))
-    cleaned = remove_partials(ws.root)
-    if cleaned:
-        logger.info("removed %d unfinished result(s) left by an interrupted run", cleaned)
+    with active_run(ws.root) as alone:
+        if alone:
+            cleaned = remove_partials(ws.root)
+            if cleaned:
+                logger.info("removed %d unfinished result(s) left by an interrupted run", cleaned)
+        else:
+            logger.info("another run is active in this workspace: its unfinished results are left alone")
+        return _run_library(lib, ws, config, logger, started)
+
+
+def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: float) -> dict:
     # Resolved once per run, so every video uses the same detector even if a training run finishes mid-way.
     detect, why = resolve_backend(config.detect, ws.root)
     config = config.model_copy(update={"detect": detect})
@@ -113,9 +121,9 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
             while pending and len(running) < config.parallel:
                 v = pending.popleft()
                 running.add(process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config))
-            done = next(as_completed(list(running)))
-            running.remove(done)
-            r = VideoResult(**done.result())
+            finished = next(as_completed(list(running)))
+            running.remove(finished)
+            r = VideoResult(**finished.result())
             results[r.video] = r
             if r.ok:
                 logger.info("%s: done in %.1f s", r.video, r.seconds)

@@ -7,16 +7,18 @@ the upstream keys and the stage module's source; human-facing outputs under `vid
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import inspect
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from tasks.formats import TEMP_SUFFIX, read_json, write_json
 
@@ -113,6 +115,25 @@ class Workspace:
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
+
+
+@contextmanager
+def active_run(root: Path) -> Iterator[bool]:
+    """Mark a run as active in this workspace for its whole duration; yields whether it is the only one.
+
+    Every run holds a shared flock; a run that can take it exclusively first knows no other run is
+    writing, so leftover `*.partial` files are a killed run's and may be deleted — and not otherwise."""
+    with open(root / "run.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(fh, fcntl.LOCK_SH)  # converts the exclusive lock, or waits for nothing
+        try:
+            yield alone
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def remove_partials(root: Path) -> int:

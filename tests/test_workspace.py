@@ -35,3 +35,12 @@ def test_remove_partials(tmp_path):
     (tmp_path / "a" / "done.json").write_text("{}")
     assert remove_partials(tmp_path) == 2
     assert [p.name for p in tmp_path.rglob("*")] == ["a", "done.json"]
+
+
+def test_partials_are_only_removed_by_a_run_that_is_alone(tmp_path):
+    from tasks.workspace import active_run
+    with active_run(tmp_path) as first:
+        with active_run(tmp_path) as second:
+            assert first and not second
+    with active_run(tmp_path) as again:
+        assert again
