@@ -30,6 +30,7 @@ from tasks.identities import identities_task
 from tasks.timeline import timeline_task
 from tasks.formats import read_json, read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
 from tasks.records import VideoResult
+from tasks.html_report import name_sources, render_html
 from tasks.report import render_report
 from tasks.workspace import Workspace, active_run, remove_partials
 
@@ -142,10 +143,15 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started
+    names = read_json(names_path) if done else {"matches": [], "subtitles": None}
     report = render_report(str(lib), str(ws.root), ordered, seconds,
                            detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})",
-                           subtitles=read_json(names_path).get("subtitles") if done else None)
+                           subtitles=names["subtitles"])
     write_text(ws.library_dir / "report.md", report)
+    sources = name_sources({m["character_id"]: m["name"] for m in names["matches"]},
+                           (names["subtitles"] or {}).get("character_names", {}))
+    write_text(ws.library_dir / "report.html",
+               render_html(str(lib), ordered, ws.library_dir / "report.html", ws.library_dir / "characters", sources))
     publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")
     summary = {
         "library": str(lib),

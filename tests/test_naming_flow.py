@@ -68,3 +68,9 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     assert {len(e) for e in tracks["embedding"]} == {128}
     appearances = (ws / "library" / "appearances.csv").read_text().splitlines()
     assert appearances[0] == "character,video,start,end,track" and len(appearances) == len(tracks["video"]) + 1
+    # The static HTML report opens from disk: every picture it shows exists beside it.
+    import re
+    page = (ws / "library" / "report.html").read_text()
+    images = re.findall(r"<img src='([^']+)'", page)
+    assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
+    assert "Barack_Obama" in page and "(named from subtitles)" in page
