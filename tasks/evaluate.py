@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 from tasks.formats import (
     media_info_from_dict, read_characters, read_json, read_rttm, read_tracks, sanitize_label, write_json,
 )
-from tasks.records import Character, SpeechTurn, Track
+from tasks.records import Character, SpeechTurn, Track, iou
 
 MIN_IOU = 0.3
 COLLAR = 0.25
@@ -21,14 +21,6 @@ UNMATCHED = None  # identity of a predicted box that overlaps no ground-truth fa
 
 
 # --- face clustering -----------------------------------------------------------------------------
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
 
 def truth_frame(truth: dict, t: float) -> int:
     """The ground-truth frame shown at time t (frame f covers [f/fps, (f+1)/fps)).

@@ -1,11 +1,12 @@
 """Record types that pass between castline's stages.
 
 In: nothing (pure definitions). Out: typed dataclasses for media info, frames, boxes, tracks,
-speech turns, characters and timeline spans. Every on-disk form of them lives in tasks/formats.py.
+speech turns, characters and timeline spans, and the box overlap (IoU) every stage measures the same way. Every on-disk form of them lives in tasks/formats.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ class Box:
     @property
     def area(self) -> float:
         return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 when either is empty."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

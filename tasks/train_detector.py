@@ -22,8 +22,9 @@ from tasks.config import DetectParams
 from tasks.dataset import DATA_YAML, SUMMARY, check_dataset, held_out_split, label_path, list_images, read_label_file
 from tasks.detect import FaceDetector, make_detector, read_rgb
 from tasks.formats import read_json
-from tasks.stage import Progress
 from tasks.offline import configure as configure_offline
+from tasks.records import iou
+from tasks.stage import Progress
 from tasks.yolo_detector import REGISTRY_DIR, YoloDetector, register_detector
 
 Log = Callable[[str], None]
@@ -56,14 +57,6 @@ class TrainParams(BaseModel):
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def iou(a: XYXY, b: XYXY) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match_boxes(predicted: Sequence[Sequence[float]], truth: Sequence[XYXY], min_iou: float = 0.5) -> list[tuple[int, int]]:

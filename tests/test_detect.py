@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tasks import formats
+from tasks.records import iou
 from tasks.config import DetectParams
 from tasks.detect import (
     DlibHOGDetector,
@@ -23,14 +24,6 @@ from tasks.detect import (
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 GT = REPO / "data" / "ground_truth" / "montage"
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @pytest.fixture(scope="module")
