@@ -81,7 +81,7 @@ def run(
     keyframes_only: Optional[bool] = typer.Option(None, "--keyframes-only/--all-frames", show_default="all-frames",
                                                   help="Sample keyframes only instead of a fixed rate."),
     detector: Optional[str] = typer.Option(None, show_default=DEFAULTS.detect.backend,
-                                           help="Face detector: auto | mtcnn | dlib-hog | haar | yolo."),
+                                           help="Face detector: auto | mtcnn | dlib-hog | haar | mtcnn+dlib | yolo."),
     parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
                                            help="Videos processed at the same time."),
 ) -> None:
@@ -170,7 +170,7 @@ def dataset(
     library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (replaced in one rename)."),
     teacher: Optional[str] = typer.Option(None, show_default="mtcnn",
-                                          help="Bootstrap detector that labels frames: mtcnn | dlib-hog | haar."),
+                                          help="Bootstrap detector that labels frames: mtcnn | dlib-hog | haar | mtcnn+dlib."),
     fps: Optional[float] = typer.Option(None, show_default="1.0", help="Frames sampled per second."),
     max_side: Optional[int] = typer.Option(None, show_default="640", help="Long side of stored frames in pixels."),
     min_score: Optional[float] = typer.Option(None, show_default="0.9",

@@ -26,15 +26,16 @@ class DemuxParams(_Params):
 
 
 class DetectParams(_Params):
-    backend: Literal["auto", "mtcnn", "dlib-hog", "haar", "yolo"] = Field(
-        "auto", description="face detector: mtcnn | dlib-hog | haar (weights in pip packages); yolo (yolo_weights); "
+    backend: Literal["auto", "mtcnn", "dlib-hog", "haar", "mtcnn+dlib", "yolo"] = Field(
+        "auto", description="face detector: mtcnn | dlib-hog | haar (weights in pip packages); mtcnn+dlib "
+                            "(agreement of both raises the score); yolo (yolo_weights); "
                             "auto (newest YOLO trained in this workspace that passes its quality gate, else auto_fallback)")
     min_face: int = Field(32, ge=8, description="smallest face side kept, in pixels of the sampled frame")
     # For yolo this is YOLO's confidence; auto uses the threshold calibrated when the detector was trained.
     min_score: float = Field(0.9, ge=0, le=1, description="detections below this confidence are dropped")
     yolo_weights: str | None = Field(None, description="ultralytics .pt/.onnx face model for backend yolo")
     yolo_imgsz: int = Field(320, ge=32, le=1280, description="YOLO inference image size")
-    auto_fallback: Literal["mtcnn", "dlib-hog", "haar"] = Field(
+    auto_fallback: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
         "mtcnn", description="detector that backend auto uses when no trained detector passes the gate")
 
 

@@ -46,7 +46,8 @@ class DatasetParams(BaseModel):
     fps: float = Field(1.0, gt=0, description="frames sampled per second of video")
     max_side: int = Field(640, ge=64, description="sampled frames are downscaled so their long side is at most this")
     jpeg_quality: int = Field(92, ge=50, le=100, description="quality of the stored frames")
-    teacher: Literal["mtcnn", "dlib-hog", "haar"] = Field("mtcnn", description="bootstrap face detector that labels frames")
+    teacher: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
+        "mtcnn", description="bootstrap face detector that labels frames (mtcnn+dlib: both, agreement raises the score)")
     min_face: int = Field(20, ge=8, description="smallest face side labelled, in pixels of the sampled frame")
     min_score: float = Field(0.9, ge=0, le=1, description="teacher boxes below this confidence are dropped")
     dedup_hamming: int | None = Field(

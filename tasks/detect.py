@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks import formats
 from tasks.config import DetectParams
-from tasks.records import Box, Frame
+from tasks.records import Box, Frame, iou
 from tasks.stage import Progress, ProgressBar, stage_task
 
 Detection = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score in 0..1
@@ -119,7 +119,33 @@ class HaarDetector:
                 for x, y, w, h in np.asarray(found).reshape(-1, 4)]
 
 
+class AgreementDetector:
+    """Two teachers voting: a face both find (IoU >= 0.4) gets the noisy-OR of their scores,
+    1 - (1 - a)(1 - b), so agreement raises confidence; a face only one finds keeps that one's score.
+    MTCNN + dlib HOG: MTCNN finds small and turned faces, HOG rarely fires on textures, so their
+    agreement separates real faces from MTCNN's occasional false positives."""
+
+    def __init__(self, first: FaceDetector, second: FaceDetector, min_iou: float = 0.4):
+        self.first, self.second, self.min_iou = first, second, min_iou
+        self.name = f"{first.name}+{second.name}"
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        a, b = self.first.detect(image_rgb), self.second.detect(image_rgb)
+        out: list[Detection] = []
+        used: set[int] = set()
+        for box in a:
+            j = max(range(len(b)), key=lambda k: iou(box, b[k]), default=None)
+            if j is not None and j not in used and iou(box, b[j]) >= self.min_iou:
+                used.add(j)
+                out.append((*box[:4], 1.0 - (1.0 - box[4]) * (1.0 - b[j][4])))
+            else:
+                out.append(box)
+        return out + [d for k, d in enumerate(b) if k not in used]
+
+
 def make_detector(params: DetectParams) -> FaceDetector:
+    if params.backend == "mtcnn+dlib":
+        return AgreementDetector(MTCNNDetector(min_face=params.min_face), DlibHOGDetector())
     if params.backend == "mtcnn":
         return MTCNNDetector(min_face=params.min_face)
     if params.backend == "dlib-hog":

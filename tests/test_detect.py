@@ -123,3 +123,33 @@ def test_unknown_backend_is_refused():
     params = DetectParams.model_construct(backend="yolo", min_face=20, min_score=0.5)
     with pytest.raises(ValueError):
         make_detector(params)
+
+
+class _Fixed:
+    def __init__(self, name, boxes):
+        self.name, self.boxes = name, boxes
+
+    def detect(self, image_rgb):
+        return self.boxes
+
+
+def test_agreement_raises_the_score_of_faces_both_teachers_find():
+    from tasks.detect import AgreementDetector
+    a = _Fixed("a", [(0, 0, 10, 10, 0.8), (50, 50, 60, 60, 0.7)])
+    b = _Fixed("b", [(1, 1, 10, 10, 0.5), (100, 100, 120, 120, 0.9)])
+    got = AgreementDetector(a, b).detect(None)
+    assert got[0][:4] == (0, 0, 10, 10) and got[0][4] == pytest.approx(1 - 0.2 * 0.5)
+    assert got[1] == (50, 50, 60, 60, 0.7) and got[2] == (100, 100, 120, 120, 0.9)
+    assert AgreementDetector(a, b).name == "a+b"
+
+
+def test_mtcnn_and_dlib_agree_on_the_montage_faces(montage_store):
+    from tasks.detect import make_detector
+    image = read_rgb(montage_store.parent / formats.read_frames(montage_store)[5].file)
+    agreed = make_detector(DetectParams(backend="mtcnn+dlib")).detect(image)
+    alone = make_detector(DetectParams(backend="mtcnn")).detect(image)
+    truth = ground_truth_faces(5)
+    for face in truth:
+        best = max(agreed, key=lambda d: iou(d, face))
+        solo = max(alone, key=lambda d: iou(d, face))
+        assert iou(best, face) > 0.3 and best[4] >= solo[4]
