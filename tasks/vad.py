@@ -45,8 +45,13 @@ def load_wav(path: Path) -> tuple[np.ndarray, int]:
 def _model():
     # A fresh model per call: the JIT model keeps recurrent state, so one shared instance is not safe
     # when several videos run in threads at once, and loading it takes a few tens of milliseconds.
+    import torch
+
+    # Importing silero_vad sets torch to one thread for the whole process; the other stages keep theirs.
+    threads = torch.get_num_threads()
     from silero_vad import load_silero_vad
 
+    torch.set_num_threads(threads)
     return load_silero_vad()
 
 
