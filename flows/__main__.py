@@ -1,3 +1,5 @@
 from flows.cli import main
 
-main()
+# Guarded: Dask's worker processes start by re-importing the main module.
+if __name__ == "__main__":
+    main()

@@ -54,12 +54,13 @@ def _params_or_exit(model, given: dict):
         _fail(f"invalid parameters: {e}", 2)
 
 
-def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig) -> None:
+def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runner: str = "threads",
+                 dask_address: Optional[str] = None) -> None:
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
-    from flows.library import library_flow
+    from flows.library import with_runner
 
-    summary = library_flow(str(library), str(workspace) if workspace else None, cfg)
+    summary = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg)
     typer.echo("")
     d = summary["detector"]
     typer.echo(f"face detector: {d['backend']} {d['weights'] or ''} ({d['why']})")
@@ -84,14 +85,19 @@ def run(
                                            help="Face detector: auto | mtcnn | dlib-hog | haar | mtcnn+dlib | yolo."),
     parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
                                            help="Videos processed at the same time."),
+    runner: str = typer.Option("threads", help="Where videos run: threads (this process) | dask."),
+    dask_address: Optional[str] = typer.Option(None, show_default="a local 2-worker cluster",
+                                               help="Dask scheduler address for --runner dask, e.g. tcp://host:8786."),
 ) -> None:
     """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
 
     A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
     _quiet_environment()
+    if runner not in ("threads", "dask"):
+        _fail(f"--runner must be threads or dask, not {runner!r}", 2)
     cfg = _load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
                                         "detect.backend": detector, "parallel": parallel})
-    _run_library(library, workspace, cfg)
+    _run_library(library, workspace, cfg, runner, dask_address)
 
 
 @app.command()

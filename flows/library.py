@@ -69,6 +69,19 @@ def process_video_task(video: str, name: str, workspace: str, config: RunConfig)
     return to_jsonable(VideoResult(video=name, ok=False, error=state.message or state.name))
 
 
+def with_runner(runner: str, dask_address: str | None = None):
+    """The library flow on the chosen task runner: threads in this process (default), or a Dask cluster —
+    the one at `dask_address`, else a local one with a worker per video run at a time (1 thread each)."""
+    if runner == "threads":
+        return library_flow
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return library_flow.with_options(task_runner=DaskTaskRunner(address=dask_address))
+    return library_flow.with_options(task_runner=DaskTaskRunner(
+        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}))
+
+
 def _set_torch_threads(parallel: int) -> None:
     """Videos run in threads of one process: share the cores instead of oversubscribing them.
     torch reads OMP_NUM_THREADS when first imported, so a run whose stages are all finished never

@@ -1,0 +1,21 @@
+"""The library flow on a local 2-worker Dask cluster gives the same outputs as the default runner."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_flow import castline
+from test_resume import outputs
+
+
+@pytest.mark.slow
+def test_dask_runner_matches_the_default_runner(tmp_path, sample_dir):
+    lib = tmp_path / "library"
+    lib.mkdir()
+    for name in ("hamilton.mp4", "megamind.avi"):
+        shutil.copy(sample_dir / name, lib / name)
+    default = castline("run", str(lib), "--workspace", str(tmp_path / "threads"))
+    dask = castline("run", str(lib), "--workspace", str(tmp_path / "dask"), "--runner", "dask")
+    assert default.returncode == 0 and dask.returncode == 0, dask.stdout[-3000:] + dask.stderr[-3000:]
+    assert "LocalCluster" in dask.stdout + dask.stderr  # the work really went through Dask
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "threads")
