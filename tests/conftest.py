@@ -118,3 +118,15 @@ def source_reads(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(AudioStream, "_read_source", spy)
     return reads
+
+
+@pytest.fixture(scope="session")
+def montage_store(frame_store) -> Path:
+    """frames.json of montage_dev00 (two ground-truth faces on most frames)."""
+    return frame_store("montage_dev00.mp4")
+
+
+@pytest.fixture(scope="session")
+def hamilton_store(frame_store) -> Path:
+    """frames.json of the Hamilton clip (stage performer, audience cut-aways)."""
+    return frame_store("hamilton.mp4")

@@ -26,16 +26,6 @@ SAMPLE = REPO / "data" / "sample"
 GT = REPO / "data" / "ground_truth" / "montage"
 
 
-@pytest.fixture(scope="module")
-def montage_store(frame_store) -> Path:
-    return frame_store("montage_dev00.mp4")
-
-
-@pytest.fixture(scope="module")
-def hamilton_store(frame_store) -> Path:
-    return frame_store("hamilton.mp4")
-
-
 def ground_truth_faces(second: int) -> list[list[float]]:
     """Face boxes of the montage frame in the middle of the sampled second (photos drift only a few px)."""
     frames = json.loads((GT / "montage_dev00.json").read_text())["frames"]

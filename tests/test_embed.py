@@ -21,11 +21,6 @@ GT = REPO / "data" / "ground_truth" / "montage"
 
 
 @pytest.fixture(scope="module")
-def montage_store(frame_store) -> Path:
-    return frame_store("montage_dev00.mp4")
-
-
-@pytest.fixture(scope="module")
 def embedder() -> DlibFaceEmbedder:
     return DlibFaceEmbedder()
 

@@ -17,11 +17,6 @@ SAMPLE = REPO / "data" / "sample"
 
 
 @pytest.fixture(scope="module")
-def hamilton_store(frame_store) -> Path:
-    return frame_store("hamilton.mp4")
-
-
-@pytest.fixture(scope="module")
 def swap_store(frame_store) -> Path:
     # montage_dev01: Rose Leslie's photo on the left until ~7 s, then Obama's photo in about the same place.
     return frame_store("montage_dev01.mp4")
