@@ -26,6 +26,7 @@ from tasks.gallery import GalleryMatch
 from tasks.identities import VideoStages, global_view, read_names
 from tasks.pooling import quality
 from tasks.records import Box
+from tasks.registry import load_registries
 from tasks.subtitles import SubtitleNaming, apply_names
 from tasks.workspace import Workspace
 
@@ -52,8 +53,9 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
     labels: dict[str, str] = {}
     appearances, rows = [], defaultdict(list)
     frames_dirs: dict[str, tuple[Path, dict[int, str]]] = {}
+    registries = load_registries(ws)
     for v in sorted(videos, key=lambda v: v.name):
-        view = global_view(ws, v, names)
+        view = global_view(v, registries, names)
         characters = view.characters
         if subtitles is not None:
             characters, _, _ = apply_names(characters, view.turns, view.links, subtitles)

@@ -28,7 +28,7 @@ from tasks.formats import (
 from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
 from tasks.records import Character, SpeakerLink, SpeechTurn, Track
 from tasks.subtitles import SubtitleNaming, name_from_subtitles
-from tasks.registry import Registry, load_registry, open_registry, registry_paths
+from tasks.registry import Registry, open_registry, registry_paths
 from tasks.workspace import Workspace, file_digest, params_digest
 
 NAMES_JSON = "names.json"
@@ -169,7 +169,7 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
         matches = name_characters(centroids, vectors, cfg.library.gallery_threshold)
     by_id = {m.character_id: m for m in matches}
     # Subtitles are read library-wide: a voice keeps one name in every episode.
-    views = [(v.video, global_view(ws, v, by_id)) for v in sorted(videos, key=lambda v: v.name)]
+    views = [(v.video, global_view(v, (creg, sreg), by_id)) for v in sorted(videos, key=lambda v: v.name)]
     subtitles = name_from_subtitles([(path, view.turns, view.links) for path, view in views],
                                     {m.character_id: m.name for m in matches},
                                     cfg.library.subtitle_min_share, cfg.library.subtitle_min_lines)
@@ -199,11 +199,11 @@ def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int
     return counts
 
 
-def global_view(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch]) -> GlobalView:
-    chars_path, voices_path = registry_paths(ws)
-    char_map = load_registry(chars_path, "character", "euclidean").mapping(stages.name)
-    voice_map = load_registry(voices_path, "speaker", "cosine").mapping(stages.name)
-    return relabel(stages, char_map, voice_map, names)
+def global_view(stages: VideoStages, registries: tuple[Registry, Registry],
+                names: dict[str, GalleryMatch]) -> GlobalView:
+    """One video's records in library terms; `registries` is (characters, speakers), read once by the caller."""
+    characters, speakers = registries
+    return relabel(stages, characters.mapping(stages.name), speakers.mapping(stages.name), names)
 
 
 # --- Prefect tasks -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tasks.formats import atomic_dir, atomic_path, read_json, write_json, write_npy, write_text
-from tasks.registry import registry_paths, Registry, load_registry
+from tasks.registry import Registry, load_registries
 from tasks.workspace import Workspace
 
 WEIGHTS_FILE = "adaptor.safetensors"
@@ -186,9 +186,8 @@ def _workspace(root: Path) -> Workspace:
 
 
 def _registries(ws: Workspace) -> dict[_Modality, Registry]:
-    chars, voices = registry_paths(ws)
-    return {IMAGE: load_registry(chars, IMAGE.kind, IMAGE.metric),
-            VOICE: load_registry(voices, VOICE.kind, VOICE.metric)}
+    characters, speakers = load_registries(ws)
+    return {IMAGE: characters, VOICE: speakers}
 
 
 def registry_dims(workspace_root: Path) -> dict[str, int | None]:

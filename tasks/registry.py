@@ -30,6 +30,12 @@ def registry_paths(workspace) -> tuple[Path, Path]:
     return workspace.library_dir / CHARACTERS_REGISTRY, workspace.library_dir / SPEAKERS_REGISTRY
 
 
+def load_registries(workspace) -> tuple["Registry", "Registry"]:
+    """Both registries of a workspace, read once: (characters by dlib distance, speakers by cosine)."""
+    chars, voices = registry_paths(workspace)
+    return load_registry(chars, "character", "euclidean"), load_registry(voices, "speaker", "cosine")
+
+
 @dataclass(frozen=True)
 class Member:
     """One local group of one video, and the global identity it was given."""

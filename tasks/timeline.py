@@ -27,6 +27,7 @@ from tasks.gallery import GalleryMatch
 from tasks.identities import VideoStages, global_view, read_names
 from tasks.plots import plot_timeline
 from tasks.subtitles import SubtitleNaming, apply_names
+from tasks.registry import load_registries
 from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
@@ -91,7 +92,7 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
                      subtitles: SubtitleNaming | None, extra: dict[str, Path]) -> dict[str, str]:
     """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
     Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
-    view = global_view(ws, stages, names)
+    view = global_view(stages, load_registries(ws), names)
     characters, turns, links = view.characters, view.turns, view.links
     if subtitles is not None:
         characters, turns, links = apply_names(characters, turns, links, subtitles)
