@@ -13,9 +13,8 @@ from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
@@ -32,6 +31,7 @@ from tasks.formats import read_json, read_timeline_csv, to_jsonable, write_json,
 from tasks.records import VideoResult
 from tasks.html_report import name_sources, render_html
 from tasks.report import render_report
+from tasks.stage import always_task
 from tasks.workspace import Workspace, active_run, remove_partials
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -61,7 +61,7 @@ def video_name(library: Path, video: Path) -> str:
     return video.relative_to(library).as_posix()
 
 
-@task(name="process-video", cache_policy=NO_CACHE)
+@always_task("process-video")
 def process_video_task(video: str, name: str, workspace: str, config: RunConfig) -> dict:
     state = video_flow(video, name, workspace, config, return_state=True)
     if state.is_completed():

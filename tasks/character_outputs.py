@@ -16,8 +16,6 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks.contact_sheet import character_sheet, crop_box
 from tasks.detect import read_rgb
@@ -25,6 +23,7 @@ from tasks.formats import atomic_dir, atomic_path, read_frames, read_npy, saniti
 from tasks.gallery import GalleryMatch
 from tasks.identities import VideoStages, global_view, read_names
 from tasks.pooling import quality
+from tasks.stage import always_task
 from tasks.records import Box
 from tasks.registry import load_registries
 from tasks.subtitles import SubtitleNaming, apply_names
@@ -93,7 +92,7 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
     return {"characters": len(per_character), "tracks": len(appearances)}
 
 
-@task(name="character-outputs", cache_policy=NO_CACHE, persist_result=False)
+@always_task("character-outputs")
 def character_outputs_task(workspace: str, videos: list[tuple[str, dict]], names_path: Path) -> dict[str, int]:
     names, subtitles = read_names(names_path)
     return write_character_outputs(Workspace.open(workspace), [VideoStages.from_outputs(n, o) for n, o in videos],

@@ -27,6 +27,7 @@ from tasks.formats import (
 )
 from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
 from tasks.records import Character, SpeakerLink, SpeechTurn, Track
+from tasks.stage import always_task
 from tasks.subtitles import SubtitleNaming, name_from_subtitles
 from tasks.registry import Registry, open_registry, registry_paths
 from tasks.workspace import Workspace, file_digest, params_digest
@@ -208,14 +209,7 @@ def global_view(stages: VideoStages, registries: tuple[Registry, Registry],
 
 # --- Prefect tasks -------------------------------------------------------------------------------
 
-def _task(**options):
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return task(cache_policy=NO_CACHE, persist_result=False, **options)
-
-
-@_task(name="identities")
+@always_task("identities")
 def identities_task(workspace: str, videos: list[tuple[str, dict]], config: RunConfig,
                     gallery: str | None) -> Path:
     """Runs every time (it is cheap, and unchanged videos keep their ids); returns names.json."""

@@ -85,3 +85,12 @@ def stage_task(name: str, **task_options):
         return stage
 
     return decorate
+
+
+def always_task(name: str):
+    """A Prefect task that runs every time: library steps that are cheap and whose inputs (library ids,
+    names) change from run to run. Off Prefect's cache, like every castline task."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.align import merge_intervals, visible_spans
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks.formats import (
     atomic_dir,
@@ -28,6 +26,7 @@ from tasks.identities import VideoStages, global_view, read_names
 from tasks.plots import plot_timeline
 from tasks.subtitles import SubtitleNaming, apply_names
 from tasks.registry import load_registries
+from tasks.stage import always_task
 from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
@@ -108,7 +107,7 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
             "rttm": str(dest / SPEECH_RTTM), "speakers_rttm": str(dest / SPEAKERS_RTTM), "folder": str(dest)}
 
 
-@task(name="timeline", cache_policy=NO_CACHE, persist_result=False)
+@always_task("timeline")
 def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
     """Rewritten on every run: it is cheap, and library ids or names may have changed."""
     names, subtitles = read_names(names_path)
