@@ -27,15 +27,17 @@ def merge_intervals(intervals: Sequence[tuple[float, float]], gap: float = 0.0) 
     return [Segment(s, e) for s, e in out]
 
 
-def visible_spans(tracks: Sequence[Track], characters: Sequence[Character], interval: float) -> dict[str, list[Segment]]:
-    """character_id -> when it is on screen: each sampled box stands for half an interval either side."""
-    by_id = {t.track_id: t for t in tracks}
+def box_intervals(track: Track, interval: float) -> list[tuple[float, float]]:
+    """When a track is on screen: each sampled box stands for half an interval either side."""
     half = interval / 2
-    spans: dict[str, list[Segment]] = {}
-    for c in characters:
-        pts = [(max(0.0, b.t - half), b.t + half) for tid in c.track_ids for b in by_id[tid].boxes]
-        spans[c.character_id] = merge_intervals(pts)
-    return spans
+    return [(max(0.0, b.t - half), b.t + half) for b in track.boxes]
+
+
+def visible_spans(tracks: Sequence[Track], characters: Sequence[Character], interval: float) -> dict[str, list[Segment]]:
+    """character_id -> when it is on screen (the union of its tracks' box intervals)."""
+    by_id = {t.track_id: t for t in tracks}
+    return {c.character_id: merge_intervals([iv for tid in c.track_ids for iv in box_intervals(by_id[tid], interval)])
+            for c in characters}
 
 
 def _overlap(a: Segment, b: Segment) -> float:

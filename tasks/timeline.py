@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from tasks.align import merge_intervals, visible_spans
+from tasks.align import box_intervals, merge_intervals
 
 from tasks.formats import (
     atomic_dir,
@@ -56,11 +56,10 @@ def build_timeline(video: str, tracks: Sequence[Track], characters: Sequence[Cha
     spans: list[TimelineSpan] = []
     by_id = {t.track_id: t for t in tracks}
     for c in characters:
-        per_track = {tid: visible_spans([by_id[tid]], [Character(c.character_id, (tid,))], interval)[c.character_id]
-                     for tid in c.track_ids}
-        for seg in merge_intervals([(s.start, s.end) for ss in per_track.values() for s in ss], gap=interval * 0.5):
+        per_track = {tid: box_intervals(by_id[tid], interval) for tid in c.track_ids}
+        for seg in merge_intervals([iv for ivs in per_track.values() for iv in ivs], gap=interval * 0.5):
             # The source names the tracks seen in this span, so a row leads back to its boxes.
-            sources = [tid for tid, ss in per_track.items() if any(s.start < seg.end and s.end > seg.start for s in ss)]
+            sources = [tid for tid, ivs in per_track.items() if any(a < seg.end and b > seg.start for a, b in ivs)]
             spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
                                       ",".join(map(str, sorted(sources)))))
     label = speaker_labels(characters, links)
