@@ -95,13 +95,11 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         turns = run(diarize_task, wav, speech, out=ws.stage_path(k_voices, ".json"), params=cfg.diarize)
 
     interval = sampling_interval(frames_index, cfg.demux.fps)
-    k_align = k_cluster.chain("align", "tasks.align", [k_voices.key, turns is not None, interval,
-                                                       cfg.align.model_dump()])
-    links = run(align_task, turns, tracks, characters, out=ws.stage_path(k_align, ".json"),
-                       interval=interval, params=cfg.align)
+    k_align = k_cluster.chain("align", "tasks.align", [k_voices.key, turns is not None, interval])
+    evidence = run(align_task, turns, tracks, characters, out=ws.stage_path(k_align, ".json"), interval=interval)
 
     result.outputs = {"video": str(video), "probe": str(probe_path), "frames": str(frames_index), "tracks": str(tracks),
-                      "embeddings": str(embeddings), "characters": str(characters), "links": str(links),
+                      "embeddings": str(embeddings), "characters": str(characters), "evidence": str(evidence),
                       "turns": str(turns) if turns is not None else "", "interval": str(interval)}
     result.seconds = round(time.perf_counter() - started, 3)
     return result

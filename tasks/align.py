@@ -1,18 +1,22 @@
-"""Align: which on-screen character each voice belongs to, within one video.
+"""Align: which on-screen character each voice belongs to, with the evidence, across the whole library.
 
-In: speaker turns (diarize), tracks and characters (cluster), the frame sampling interval.
-Out: one SpeakerLink per voice — the character visible most, and most exclusively, while it speaks,
-or None (off-screen) when no face is on screen for enough of its speech. Backend: co-occurrence scoring.
+Two steps. Per video (cached): `cooccurrence` measures, for every (voice, character) pair of that video,
+how long the character is on screen while the voice speaks — each moment weighted 1/(characters on
+screen), so single-face shots count most. At library level (every run): the videos' evidence, relabelled
+with global speaker and character ids, is summed and `link_voices` gives each global voice the character
+it is seen with most, or None (off-screen: narrator, voice-over, someone never shown) when no face is on
+screen for enough of its speech. Backend: co-occurrence scoring, one-to-one within a video.
 """
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from tasks.config import AlignParams
-from tasks.formats import read_characters, read_tracks, read_turns, write_links
-from tasks.records import Character, Segment, SpeakerLink, SpeechTurn, Track
+from tasks.formats import read_characters, read_tracks, read_turns, write_evidence
+from tasks.records import Character, Cooccurrence, Segment, SpeakerLink, SpeechTurn, Track
 from tasks.stage import stage_task
 
 
@@ -40,59 +44,92 @@ def visible_spans(tracks: Sequence[Track], characters: Sequence[Character], inte
             for c in characters}
 
 
-def _overlap(a: Segment, b: Segment) -> float:
-    return max(0.0, min(a.end, b.end) - max(a.start, b.start))
+def screen_pieces(spans: dict[str, list[Segment]]) -> list[tuple[Segment, tuple[str, ...]]]:
+    """Time cut into pieces in which the set of visible characters is constant (non-empty pieces only),
+    by one sweep over the span borders, so an hour of video costs O(n log n), not O(n²)."""
+    events: dict[float, list[tuple[int, str]]] = defaultdict(list)
+    for cid, segments in spans.items():
+        for s in segments:
+            events[s.start].append((1, cid))
+            events[s.end].append((-1, cid))
+    pieces, visible, times = [], set(), sorted(events)
+    for a, b in zip(times, times[1:] + [None]):
+        for delta, cid in events[a]:
+            if delta > 0:
+                visible.add(cid)
+            else:
+                visible.discard(cid)
+        if b is not None and visible:
+            pieces.append((Segment(a, b), tuple(sorted(visible))))
+    return pieces
 
 
-def link_speakers(turns: Sequence[SpeechTurn], tracks: Sequence[Track], characters: Sequence[Character],
-                  interval: float, params: AlignParams) -> list[SpeakerLink]:
-    """Score every (voice, character) pair by screen time during the voice's speech, each moment
-    weighted 1/(characters on screen) so single-face shots count most; then assign greedily,
-    one character per voice and one voice per character, best evidence first."""
-    spans = visible_spans(tracks, characters, interval)
+def cooccurrence(turns: Sequence[SpeechTurn], tracks: Sequence[Track], characters: Sequence[Character],
+                 interval: float) -> list[Cooccurrence]:
+    """One row per (voice, character) seen together, plus one row with character None per voice giving
+    its total speech; seconds rounded to the millisecond so cached evidence is stable."""
+    pieces = screen_pieces(visible_spans(tracks, characters, interval))
+    starts = [p.start for p, _ in pieces]
     speech: dict[str, float] = defaultdict(float)
-    for t in turns:
-        speech[t.speaker] += t.duration
-
-    # Elementary pieces of time in which the set of visible characters is constant.
-    cuts = sorted({0.0, *(x for ss in spans.values() for s in ss for x in (s.start, s.end))})
-    pieces = []
-    for a, b in zip(cuts, cuts[1:]):
-        mid = (a + b) / 2
-        visible = [cid for cid, ss in spans.items() if any(s.start <= mid < s.end for s in ss)]
-        if visible:
-            pieces.append((Segment(a, b), visible))
-
-    score: dict[tuple[str, str], float] = defaultdict(float)
-    raw: dict[tuple[str, str], float] = defaultdict(float)
+    weighted: dict[tuple[str, str], float] = defaultdict(float)
+    together: dict[tuple[str, str], float] = defaultdict(float)
     for turn in turns:
-        seg = Segment(turn.start, turn.end)
-        for piece, visible in pieces:
-            ov = _overlap(seg, piece)
+        speech[turn.speaker] += turn.duration
+        # Pieces do not overlap and are sorted: only those from the one before the turn's start on can touch it.
+        for piece, visible in pieces[max(0, bisect.bisect_right(starts, turn.start) - 1):]:
+            if piece.start >= turn.end:
+                break
+            ov = min(turn.end, piece.end) - max(turn.start, piece.start)
             if ov <= 0:
                 continue
             for cid in visible:
-                score[(turn.speaker, cid)] += ov / len(visible)
-                raw[(turn.speaker, cid)] += ov
+                weighted[(turn.speaker, cid)] += ov / len(visible)
+                together[(turn.speaker, cid)] += ov
+    rows = [Cooccurrence(spk, None, round(secs, 3), round(secs, 3)) for spk, secs in sorted(speech.items())]
+    rows += [Cooccurrence(spk, cid, round(weighted[(spk, cid)], 3), round(together[(spk, cid)], 3))
+             for spk, cid in sorted(weighted)]
+    return rows
 
-    # Equal shares are settled by the amount of evidence: a longer voice wins the face.
-    ranked = sorted(((v / speech[spk], raw[(spk, cid)], spk, cid) for (spk, cid), v in score.items()
+
+def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: AlignParams) -> list[SpeakerLink]:
+    """One link per voice from the evidence of every video, `(video, rows)`, in library ids.
+
+    A voice's score for a character is the weighted on-screen time summed over all videos, divided by
+    its speech over all videos. Best evidence first, each voice takes its best character left. Two
+    voices heard in one video never share a face; voices that are never heard in the same video may
+    (the voice registry may have split one person across files), if that face is still the best for
+    (the voice registry may have split one person across files). Equal shares are settled by the amount
+    of evidence: a longer voice wins the face."""
+    speech: dict[str, float] = defaultdict(float)
+    weighted: dict[tuple[str, str], float] = defaultdict(float)
+    together: dict[tuple[str, str], float] = defaultdict(float)
+    heard_in: dict[str, set[str]] = defaultdict(set)
+    for video, rows in evidence:
+        for r in rows:
+            if r.character_id is None:
+                speech[r.speaker] += r.weighted_seconds
+                heard_in[r.speaker].add(video)
+            else:
+                weighted[(r.speaker, r.character_id)] += r.weighted_seconds
+                together[(r.speaker, r.character_id)] += r.together_seconds
+    ranked = sorted(((w / speech[spk], together[(spk, cid)], spk, cid) for (spk, cid), w in weighted.items()
                      if speech[spk] > 0), key=lambda r: (-r[0], -r[1], r[2], r[3]))
     links: dict[str, SpeakerLink] = {}
-    taken: set[str] = set()
-    for share, _, spk, cid in ranked:
-        if spk in links or cid in taken or share < params.min_score:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for share, secs, spk, cid in ranked:
+        if spk in links or share < params.min_score:
             continue
-        links[spk] = SpeakerLink(spk, cid, round(share, 4), round(speech[spk], 3), round(raw[(spk, cid)], 3))
-        taken.add(cid)
-    for spk in sorted(speech):
-        if spk not in links:
-            links[spk] = SpeakerLink(spk, None, 0.0, round(speech[spk], 3), 0.0)
+        if any(heard_in[spk] & heard_in[other] for other in owners[cid]):
+            continue
+        links[spk] = SpeakerLink(spk, cid, round(share, 4), round(speech[spk], 3), round(secs, 3))
+        owners[cid].append(spk)
+    for spk in speech:
+        links.setdefault(spk, SpeakerLink(spk, None, 0.0, round(speech[spk], 3), 0.0))
     return [links[s] for s in sorted(links)]
 
 
 @stage_task("align")
 def align_task(turns_path: Path | None, tracks_path: Path, characters_path: Path, *, out: Path,
-               interval: float, params: AlignParams) -> None:
+               interval: float) -> None:
     turns = read_turns(turns_path) if turns_path is not None else []
-    write_links(out, link_speakers(turns, read_tracks(tracks_path), read_characters(characters_path), interval, params))
+    write_evidence(out, cooccurrence(turns, read_tracks(tracks_path), read_characters(characters_path), interval))

@@ -20,13 +20,12 @@ import pyarrow.parquet as pq
 from tasks.contact_sheet import character_sheet, crop_box
 from tasks.detect import read_rgb
 from tasks.formats import atomic_dir, atomic_path, read_frames, read_npy, sanitize_label, write_text
-from tasks.gallery import GalleryMatch
-from tasks.identities import VideoStages, global_view, read_names
+from tasks.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.pooling import quality
 from tasks.stage import always_task
 from tasks.records import Box
 from tasks.registry import load_registries
-from tasks.subtitles import SubtitleNaming, apply_names
+from tasks.subtitles import apply_names
 from tasks.workspace import Workspace
 
 SHEET_FACES = 12
@@ -46,8 +45,7 @@ def best_boxes(tracks_boxes: Sequence[tuple[str, Box]], frames_dirs: dict[str, t
     return [crop for _, crop in scored[:k]]
 
 
-def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names: dict[str, GalleryMatch],
-                            subtitles: SubtitleNaming | None) -> dict[str, int]:
+def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names: LibraryNames) -> dict[str, int]:
     per_character: dict[str, list[tuple[str, Box]]] = defaultdict(list)
     labels: dict[str, str] = {}
     appearances, rows = [], defaultdict(list)
@@ -56,8 +54,8 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
     for v in sorted(videos, key=lambda v: v.name):
         view = global_view(v, registries, names)
         characters = view.characters
-        if subtitles is not None:
-            characters, _, _ = apply_names(characters, view.turns, view.links, subtitles)
+        if names.subtitles is not None:
+            characters, _, _ = apply_names(characters, view.turns, view.links, names.subtitles)
         frames_dirs[v.name] = (v.frames.parent, {f.index: f.file for f in read_frames(v.frames)})
         embeddings = read_npy(v.embeddings)
         by_id = {t.track_id: (i, t) for i, t in enumerate(view.tracks)}
@@ -94,6 +92,5 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
 
 @always_task("character-outputs")
 def character_outputs_task(workspace: str, videos: list[tuple[str, dict]], names_path: Path) -> dict[str, int]:
-    names, subtitles = read_names(names_path)
     return write_character_outputs(Workspace.open(workspace), [VideoStages.from_outputs(n, o) for n, o in videos],
-                                   names, subtitles)
+                                   read_names(names_path))

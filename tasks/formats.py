@@ -24,6 +24,7 @@ import numpy as np
 from tasks.records import (
     Box,
     Character,
+    Cooccurrence,
     Frame,
     MediaInfo,
     Segment,
@@ -199,12 +200,12 @@ def read_characters(path: str | Path) -> list[Character]:
     return out
 
 
-def write_links(path: str | Path, links: Sequence[SpeakerLink]) -> Path:
-    return write_json(path, {"links": links})
+def write_evidence(path: str | Path, rows: Sequence[Cooccurrence]) -> Path:
+    return write_json(path, {"cooccurrence": rows})
 
 
-def read_links(path: str | Path) -> list[SpeakerLink]:
-    return [SpeakerLink(**d) for d in read_json(path)["links"]]
+def read_evidence(path: str | Path) -> list[Cooccurrence]:
+    return [Cooccurrence(**d) for d in read_json(path)["cooccurrence"]]
 
 
 # --- RTTM ----------------------------------------------------------------------------------------

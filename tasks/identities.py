@@ -1,25 +1,28 @@
 """Identities: the library-level step that gives each video's characters and voices global ids and names.
 
 In: per video, the cached stage results (tracks, track embeddings, local characters, speaker turns with
-centroids, speaker links). Out: the character and speaker registries updated (tasks/registry.py), gallery
-names applied, and each video's records relabelled with global ids — what the timeline is written from.
+centroids, voice/face co-occurrence). Out: the character and speaker registries updated
+(tasks/registry.py), each voice linked to a character from the evidence of the whole library
+(tasks/align.py), gallery and subtitle names, all in names.json; and each video's records relabelled
+with global ids — what the timeline is written from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from tasks.align import link_voices
 from tasks.config import RunConfig
 from tasks.detect import make_detector
 from tasks.embed import make_embedder
 from tasks.formats import (
     read_centroids,
     read_characters,
+    read_evidence,
     read_json,
-    read_links,
     read_npy,
     read_tracks,
     read_turns,
@@ -46,7 +49,7 @@ class VideoStages:
     tracks: Path
     embeddings: Path
     characters: Path
-    links: Path
+    evidence: Path
     turns: Path | None
     interval: float
 
@@ -54,7 +57,7 @@ class VideoStages:
     def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
         return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]),
                    frames=Path(outputs["frames"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
-                   characters=Path(outputs["characters"]), links=Path(outputs["links"]),
+                   characters=Path(outputs["characters"]), evidence=Path(outputs["evidence"]),
                    turns=Path(outputs["turns"]) if outputs.get("turns") else None,
                    interval=float(outputs["interval"]))
 
@@ -108,6 +111,16 @@ def assign(reg: Registry, video: str, key: str, groups: LocalGroups, threshold: 
 
 
 @dataclass(frozen=True)
+class LibraryNames:
+    """What the library step decided about identities (names.json): gallery names by character, the
+    subtitle naming, and each global voice's link to a character."""
+
+    gallery: dict[str, GalleryMatch]
+    subtitles: SubtitleNaming | None
+    links: dict[str, SpeakerLink]
+
+
+@dataclass(frozen=True)
 class GlobalView:
     """One video's records in library terms: global character/speaker ids, gallery names applied."""
 
@@ -118,8 +131,8 @@ class GlobalView:
 
 
 def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str],
-            names: dict[str, GalleryMatch]) -> GlobalView:
-    """Local characters that joined the same library character are merged; links follow both maps."""
+            names: dict[str, GalleryMatch], links: dict[str, SpeakerLink]) -> GlobalView:
+    """Local characters that joined the same library character are merged; each voice keeps its library link."""
     merged: dict[str, list[int]] = {}
     for c in read_characters(stages.characters):
         merged.setdefault(char_map.get(c.character_id, c.character_id), []).extend(c.track_ids)
@@ -127,14 +140,23 @@ def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, 
                   for gid, tids in sorted(merged.items())]
     turns = [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
              for t in (read_turns(stages.turns) if stages.turns else [])]
-    links: dict[str, SpeakerLink] = {}
-    for link in read_links(stages.links):
-        spk = voice_map.get(link.speaker, link.speaker)
-        cid = char_map.get(link.character_id, link.character_id) if link.character_id else None
-        prev = links.get(spk)
-        if prev is None or link.score > prev.score:
-            links[spk] = SpeakerLink(spk, cid, link.score, link.speech_seconds, link.overlap_seconds)
-    return GlobalView(read_tracks(stages.tracks), characters, turns, [links[s] for s in sorted(links)])
+    voices = sorted({t.speaker for t in turns})
+    return GlobalView(read_tracks(stages.tracks), characters, turns,
+                      [links.get(v, SpeakerLink(v, None, 0.0, 0.0, 0.0)) for v in voices])
+
+
+def library_links(videos: Sequence[VideoStages], registries: tuple[Registry, Registry],
+                  cfg: RunConfig) -> list[SpeakerLink]:
+    """Every video's co-occurrence evidence in library ids, pooled into one link per global voice."""
+    characters, speakers = registries
+    evidence = []
+    for v in videos:
+        char_map, voice_map = characters.mapping(v.name), speakers.mapping(v.name)
+        evidence.append((v.name, [replace(r, speaker=voice_map.get(r.speaker, r.speaker),
+                                          character_id=char_map.get(r.character_id, r.character_id)
+                                          if r.character_id else None)
+                                  for r in read_evidence(v.evidence)]))
+    return link_voices(evidence, cfg.align)
 
 
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
@@ -151,13 +173,15 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
 
 
 def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConfig,
-                      gallery: Path | None) -> dict[str, GalleryMatch]:
+                      gallery: Path | None) -> LibraryNames:
     """Assign every video's characters and voices to library identities (in name order, so the result
-    does not depend on which video finished first), then name characters from the gallery."""
+    does not depend on which video finished first), link voices to characters, then name characters
+    from the gallery and voices (and their characters) from subtitles."""
+    videos = sorted(videos, key=lambda v: v.name)
     chars_path, voices_path = registry_paths(ws)
     with open_registry(chars_path, "character", "euclidean") as creg, \
             open_registry(voices_path, "speaker", "cosine") as sreg:
-        for v in sorted(videos, key=lambda v: v.name):
+        for v in videos:
             groups = character_groups(read_tracks(v.tracks), read_npy(v.embeddings), read_characters(v.characters))
             assign(creg, v.name, str(v.characters), groups, cfg.library.face_threshold)
             if v.turns is not None:
@@ -168,21 +192,23 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     if gallery is not None:
         vectors = gallery_embeddings(gallery, ws.root / "cache" / "gallery", cfg)
         matches = name_characters(centroids, vectors, cfg.library.gallery_threshold)
-    by_id = {m.character_id: m for m in matches}
+    links = library_links(videos, (creg, sreg), cfg)
+    names = LibraryNames({m.character_id: m for m in matches}, None, {link.speaker: link for link in links})
     # Subtitles are read library-wide: a voice keeps one name in every episode.
-    views = [(v.video, global_view(v, (creg, sreg), by_id)) for v in sorted(videos, key=lambda v: v.name)]
+    views = [(v.video, global_view(v, (creg, sreg), names)) for v in videos]
     subtitles = name_from_subtitles([(path, view.turns, view.links) for path, view in views],
                                     {m.character_id: m.name for m in matches},
                                     cfg.library.subtitle_min_share, cfg.library.subtitle_min_lines)
     write_json(ws.library_dir / NAMES_JSON, {"gallery": str(gallery) if gallery else None, "matches": matches,
-                                             "subtitles": subtitles})
-    return by_id
+                                             "subtitles": subtitles, "voice_links": links})
+    return replace(names, subtitles=subtitles)
 
 
-def read_names(path: Path) -> tuple[dict[str, GalleryMatch], SubtitleNaming | None]:
+def read_names(path: Path) -> LibraryNames:
     data = read_json(path)
-    subtitles = SubtitleNaming(**data["subtitles"]) if data.get("subtitles") else None
-    return {m["character_id"]: GalleryMatch(**m) for m in data["matches"]}, subtitles
+    return LibraryNames({m["character_id"]: GalleryMatch(**m) for m in data["matches"]},
+                        SubtitleNaming(**data["subtitles"]) if data.get("subtitles") else None,
+                        {d["speaker"]: SpeakerLink(**d) for d in data["voice_links"]})
 
 
 def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int]]:
@@ -200,11 +226,11 @@ def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int
     return counts
 
 
-def global_view(stages: VideoStages, registries: tuple[Registry, Registry],
-                names: dict[str, GalleryMatch]) -> GlobalView:
+def global_view(stages: VideoStages, registries: tuple[Registry, Registry], names: LibraryNames) -> GlobalView:
     """One video's records in library terms; `registries` is (characters, speakers), read once by the caller."""
     characters, speakers = registries
-    return relabel(stages, characters.mapping(stages.name), speakers.mapping(stages.name), names)
+    return relabel(stages, characters.mapping(stages.name), speakers.mapping(stages.name), names.gallery,
+                   names.links)
 
 
 # --- Prefect tasks -------------------------------------------------------------------------------

@@ -161,6 +161,18 @@ class Character:
 
 
 @dataclass(frozen=True)
+class Cooccurrence:
+    """How long one voice and one character were heard and seen together in one video: on-screen time
+    during the voice's speech, and the same with each moment divided by the characters on screen.
+    With character_id None, both hold the voice's total speech in that video."""
+
+    speaker: str
+    character_id: str | None
+    weighted_seconds: float
+    together_seconds: float
+
+
+@dataclass(frozen=True)
 class SpeakerLink:
     """The evidence for linking one voice to one on-screen character (or to nobody)."""
 

@@ -21,10 +21,9 @@ from tasks.formats import (
     write_webvtt,
 )
 from tasks.demux import load_media_info
-from tasks.gallery import GalleryMatch
-from tasks.identities import VideoStages, global_view, read_names
+from tasks.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.plots import plot_timeline
-from tasks.subtitles import SubtitleNaming, apply_names
+from tasks.subtitles import apply_names
 from tasks.registry import load_registries
 from tasks.stage import always_task
 from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
@@ -86,14 +85,14 @@ def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters
     return spans
 
 
-def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, GalleryMatch],
-                     subtitles: SubtitleNaming | None, extra: dict[str, Path]) -> dict[str, str]:
+def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
+                     extra: dict[str, Path]) -> dict[str, str]:
     """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
     Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
     view = global_view(stages, load_registries(ws), names)
     characters, turns, links = view.characters, view.turns, view.links
-    if subtitles is not None:
-        characters, turns, links = apply_names(characters, turns, links, subtitles)
+    if names.subtitles is not None:
+        characters, turns, links = apply_names(characters, turns, links, names.subtitles)
     dest = ws.video_dir(stages.name)
     with atomic_dir(dest) as tmp:
         duration = load_media_info(stages.probe, stages.video).duration
@@ -109,7 +108,6 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: dict[str, Galler
 @always_task("timeline")
 def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
     """Rewritten on every run: it is cheap, and library ids or names may have changed."""
-    names, subtitles = read_names(names_path)
     extra = {"media.json": Path(outputs["probe"]), "tracks.json": Path(outputs["tracks"])}
-    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), names, subtitles,
+    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
                             extra)

@@ -1,4 +1,4 @@
-from tasks.align import link_speakers, merge_intervals
+from tasks.align import cooccurrence, link_voices, merge_intervals, screen_pieces
 from tasks.config import AlignParams
 from tasks.records import Box, Character, Segment, SpeechTurn, Track
 from tasks.timeline import build_timeline
@@ -6,6 +6,11 @@ from tasks.timeline import build_timeline
 
 def _track(tid, times, x=0):
     return Track(tid, tuple(Box(int(t), t, x, 0, x + 50, 50, 0.99) for t in times))
+
+
+def link_speakers(turns, tracks, chars, interval, params):
+    """One video on its own."""
+    return link_voices([("v", cooccurrence(turns, tracks, chars, interval))], params)
 
 
 def _scene():
@@ -57,3 +62,43 @@ def test_timeline_plot_is_a_png_with_a_row_per_character(tmp_path):
     import matplotlib.image
     image = matplotlib.image.imread(out)
     assert image.shape[1] == 1000 and image.shape[0] >= 160
+
+
+def test_screen_pieces_hold_the_characters_visible_in_each_piece():
+    spans = {"a": [Segment(0, 4), Segment(9, 12)], "b": [Segment(3, 10)], "c": [Segment(20, 21)]}
+    pieces = screen_pieces(spans)
+    assert [(p.start, p.end, v) for p, v in pieces] == [
+        (0, 3, ("a",)), (3, 4, ("a", "b")), (4, 9, ("b",)), (9, 10, ("a", "b")), (10, 12, ("a",)), (20, 21, ("c",))]
+
+
+def test_cooccurrence_weights_shared_screen_time_and_records_total_speech():
+    tracks, chars = _scene()
+    rows = {(r.speaker, r.character_id): r for r in cooccurrence([SpeechTurn(8.5, 11.5, "S1")], tracks, chars, 1.0)}
+    assert rows[("S1", None)].weighted_seconds == 3.0  # the voice's total speech
+    # B alone 8.5-9.5, then A and B together 9.5-11.5 (each counted half).
+    assert rows[("S1", "character_001")].together_seconds == 3.0
+    assert rows[("S1", "character_001")].weighted_seconds == 2.0
+    assert rows[("S1", "character_000")].weighted_seconds == 1.0
+
+
+def test_library_links_pool_the_evidence_of_every_video():
+    tracks, chars = _scene()
+    # In video 1 voice X is heard while A and B are both on screen: no face wins there alone.
+    v1 = cooccurrence([SpeechTurn(10.0, 11.5, "X")], tracks, chars, 1.0)
+    # In video 2 the same voice is heard over B alone.
+    v2 = cooccurrence([SpeechTurn(5.0, 9.0, "X")], tracks, chars, 1.0)
+    (link,) = link_voices([("v1", v1), ("v2", v2)], AlignParams())
+    assert link.character_id == "character_001"
+    assert link.speech_seconds == 5.5 and link.score == round((0.75 + 4.0) / 5.5, 4)
+
+
+def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
+    tracks, chars = _scene()
+    # The voice registry split one person into X (video 1) and Y (video 2): both are seen with A.
+    x = cooccurrence([SpeechTurn(0.0, 4.0, "X")], tracks, chars, 1.0)
+    y = cooccurrence([SpeechTurn(0.0, 3.0, "Y")], tracks, chars, 1.0)
+    links = {l.speaker: l.character_id for l in link_voices([("v1", x), ("v2", y)], AlignParams())}
+    assert links == {"X": "character_000", "Y": "character_000"}
+    both = cooccurrence([SpeechTurn(0.0, 4.0, "X"), SpeechTurn(0.0, 3.0, "Y")], tracks, chars, 1.0)
+    links = {l.speaker: l.character_id for l in link_voices([("v1", both)], AlignParams())}
+    assert links == {"X": "character_000", "Y": None}
