@@ -154,6 +154,16 @@ def test_alignment_fractions_are_exact(dirs):
     assert a["offscreen_not_visible_seconds"] == pytest.approx(0.5)
 
 
+def test_overlapped_speech_bounds_what_one_label_at_a_time_can_score():
+    from tasks.evaluate import overlap_share
+    # 4 s of speech, of which 1 s is a second voice over the first: at most 3 of the 4 s can be right.
+    turns = [SpeechTurn(0.0, 3.0, "a"), SpeechTurn(2.0, 3.0, "b")]
+    assert overlap_share(turns) == pytest.approx(1.0 / 4)
+    assert overlap_share([SpeechTurn(0.0, 1.0, "a"), SpeechTurn(0.0, 1.0, "b"), SpeechTurn(0.0, 1.0, "c")]) \
+        == pytest.approx(2.0 / 3)
+    assert overlap_share([]) == 0.0
+
+
 def test_unmatched_boxes_are_counted_not_scored(dirs):
     ws, truth = dirs
     make_truth(truth, "ep1")
