@@ -302,6 +302,40 @@ def project_library(
     typer.echo(f"written to {summary['out_dir']}")
 
 
+@app.command("audio-features")
+def audio_features(
+    workspace: Path = typer.Argument(..., help="Workspace of a finished `castline run` (its --workspace)."),
+    backend: str = typer.Option(..., help="Audio encoder: whisper (30 s window) | ast (10.24 s window)."),
+    model: str = typer.Option(..., help="A local model folder, or a Hugging Face id already in the local cache."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="WORKSPACE/llm", help="Export folder."),
+) -> None:
+    """One audio feature vector per speaker turn of the last run, from a pretrained audio encoder, and per
+    library speaker their mean weighted by speech time: Parquet + JSON in OUT.
+
+    Each video's vectors are cached in WORKSPACE/cache/audio_features/, so a re-run encodes nothing again."""
+    _quiet_environment()
+    if not (workspace / "library").is_dir():
+        _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
+    if backend not in ("whisper", "ast"):
+        _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
+    from tasks.audio_features import export_audio_features, make_extractor
+    from tasks.embed_hf import ModelUnavailable
+    from tasks.stage import ProgressBar
+
+    try:
+        extractor = make_extractor(backend, model)
+        summary = export_audio_features(workspace, extractor, out or workspace / "llm", ProgressBar("audio features"))
+    except (ModelUnavailable, FileNotFoundError) as e:  # no such model offline; no finished run or its audio
+        _fail(str(e), 1)
+    c = summary["counts"]
+    typer.echo(f"{backend} {model}: {c['turns']} turn(s) x {summary['dim']} of {c['speakers']} speaker(s) in "
+               f"{c['videos']} video(s) ({c['videos_computed']} encoded, {c['videos_reused']} cached)")
+    for name in summary["videos_without_audio"]:
+        typer.echo(f"no audio: {name}")
+    typer.echo(f"written to {Path(summary['files'][0]).parent}: "
+               + ", ".join(Path(f).name for f in summary["files"]))
+
+
 def main() -> None:
     app(prog_name="castline")
 

@@ -100,7 +100,8 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
 
     result.outputs = {"video": str(video), "probe": str(probe_path), "frames": str(frames_index), "tracks": str(tracks),
                       "embeddings": str(embeddings), "characters": str(characters), "evidence": str(evidence),
-                      "turns": str(turns) if turns is not None else "", "interval": str(interval)}
+                      "turns": str(turns) if turns is not None else "",
+                      "wav": str(wav) if turns is not None else "", "interval": str(interval)}
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 

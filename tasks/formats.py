@@ -329,3 +329,23 @@ def write_webvtt(path: str | Path, turns: Iterable[SpeechTurn]) -> Path:
         name = t.speaker.replace(">", "").replace("<", "")
         lines += [f"{_vtt_time(t.start)} --> {_vtt_time(t.end)}", f"<v {name}>{name}", ""]
     return write_text(path, "\n".join(lines) + "\n")
+
+
+# --- Parquet -------------------------------------------------------------------------------------
+
+def vector_column(matrix: np.ndarray):
+    """(n, d) -> fixed_size_list<float32>[d], the registries' own embedding type."""
+    import pyarrow as pa
+
+    flat = pa.array(np.ascontiguousarray(matrix, np.float32).ravel())
+    return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+
+
+def write_parquet(path: str | Path, columns: dict[str, Any], metadata: dict[bytes, bytes]) -> Path:
+    """One table, written atomically, with file-level metadata saying what made it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(columns, metadata=metadata), tmp)
+    return Path(path)

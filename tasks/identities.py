@@ -51,6 +51,7 @@ class VideoStages:
     characters: Path
     evidence: Path
     turns: Path | None
+    wav: Path | None
     interval: float
 
     @classmethod
@@ -59,6 +60,7 @@ class VideoStages:
                    frames=Path(outputs["frames"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
                    characters=Path(outputs["characters"]), evidence=Path(outputs["evidence"]),
                    turns=Path(outputs["turns"]) if outputs.get("turns") else None,
+                   wav=Path(outputs["wav"]) if outputs.get("wav") else None,
                    interval=float(outputs["interval"]))
 
 

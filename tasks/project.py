@@ -13,12 +13,20 @@ from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from tasks.formats import atomic_dir, atomic_path, read_json, write_json, write_npy, write_text
+from tasks.formats import (
+    atomic_dir,
+    atomic_path,
+    read_json,
+    vector_column,
+    write_json,
+    write_npy,
+    write_parquet,
+    write_text,
+)
 from tasks.registry import Registry, load_registries
 from tasks.workspace import Workspace
 
@@ -229,17 +237,9 @@ class _Export:
     member_projected: np.ndarray  # (members, out_dim)
 
 
-def _vectors(matrix: np.ndarray) -> pa.Array:
-    """(n, d) -> fixed_size_list<float32>[d], the registries' own embedding type."""
-    flat = pa.array(np.ascontiguousarray(matrix, np.float32).ravel())
-    return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
-
-
-def _write_parquet(path: Path, columns: dict[str, pa.Array], e: _Export) -> None:
-    meta = {b"kind": e.modality.kind.encode(), b"adaptor": json.dumps(e.cfg.model_dump()).encode(),
+def _metadata(e: _Export) -> dict[bytes, bytes]:
+    return {b"kind": e.modality.kind.encode(), b"adaptor": json.dumps(e.cfg.model_dump()).encode(),
             b"adaptor_source": e.source.encode()}
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.table(columns, metadata=meta), tmp)
 
 
 def _tsv_field(text: str) -> str:
@@ -324,16 +324,17 @@ def export_library(workspace_root: Path, out_dir: Path, cfg_image: AdaptorConfig
 
     for e in exports:
         p = e.modality.plural
-        _write_parquet(out_dir / f"{p}_projected.parquet", {
+        write_parquet(out_dir / f"{p}_projected.parquet", {
             "global_id": pa.array(e.ids, pa.string()), "name": pa.array(e.names, pa.string()),
-            "n_members": pa.array(e.n_members, pa.int32()), "raw": _vectors(e.raw), "projected": _vectors(e.projected),
-        }, e)
+            "n_members": pa.array(e.n_members, pa.int32()), "raw": vector_column(e.raw),
+            "projected": vector_column(e.projected),
+        }, _metadata(e))
         video, local, gid, weight = (list(c) for c in zip(*e.members))
-        _write_parquet(out_dir / f"{e.modality.kind}_members_projected.parquet", {
+        write_parquet(out_dir / f"{e.modality.kind}_members_projected.parquet", {
             "video": pa.array(video, pa.string()), "local_id": pa.array(local, pa.string()),
             "global_id": pa.array(gid, pa.string()), "weight": pa.array(weight, pa.float64()),
-            "raw": _vectors(e.member_raw), "projected": _vectors(e.member_projected),
-        }, e)
+            "raw": vector_column(e.member_raw), "projected": vector_column(e.member_projected),
+        }, _metadata(e))
         write_npy(out_dir / f"{p}_raw.npy", e.raw)
         write_npy(out_dir / f"{p}_projected.npy", e.projected)
     by_plural = {e.modality.plural: e for e in exports}
