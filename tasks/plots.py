@@ -18,8 +18,9 @@ def plot_timeline(spans: Sequence[TimelineSpan], duration: float, title: str, ou
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Most time first; equal times by name, so the picture does not depend on set order (the hash seed).
     characters = sorted({s.character for s in spans},
-                        key=lambda c: -sum(s.end - s.start for s in spans if s.character == c))
+                        key=lambda c: (-sum(s.end - s.start for s in spans if s.character == c), c))
     height = max(1.6, 0.45 * len(characters) + 1.0)
     fig, ax = plt.subplots(figsize=(10, height), dpi=100)
     for row, character in enumerate(characters):
