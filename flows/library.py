@@ -117,8 +117,6 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     logger.info("face detector: %s %s (%s)", detect.backend, detect.yolo_weights or "", why)
     videos = list_videos(lib, ws.root)
     logger.info("%d video(s) in %s; workspace %s; %d at a time", len(videos), lib, ws.root, config.parallel)
-    _set_torch_threads(config.parallel)
-
     results: dict[str, VideoResult] = {}
     pending: deque[Path] = deque()
     for v in videos:
@@ -127,6 +125,8 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
             logger.info("%s: every stage finished in an earlier run", video_name(lib, v))
         except (NotFinished, MediaError, OSError):  # the subflow runs it, or reports why not
             pending.append(v)
+    # One video left to run gets all the cores, not a share meant for `parallel` videos.
+    _set_torch_threads(min(config.parallel, max(1, len(pending))))
     running = set()
     progress = create_progress_artifact(100.0 * len(results) / max(1, len(videos)),
                                         key=library_key(lib, "progress"), description="videos processed")

@@ -59,7 +59,10 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     def run(stage, *args, out: Path, **kwargs) -> Path:
         if finished_only and not out.exists():
             raise NotFinished(stage.__name__)
-        return stage(*args, out=out, **kwargs)
+        t0 = time.perf_counter()
+        path = stage(*args, out=out, **kwargs)
+        result.stage_seconds[stage.__name__.removesuffix("_task")] = round(time.perf_counter() - t0, 3)
+        return path
 
     check_file(video)  # before hashing: the content hash would block on a FIFO or fail on a dangling link
     k_probe = ws.root_key(video, "probe", "tasks.demux", {})
@@ -77,7 +80,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     boxes = run(detect_task, frames_index, out=ws.stage_path(k_detect, ".json"), params=cfg.detect)
     k_track = k_detect.chain("track", "tasks.track", cfg.track.model_dump())
     tracks = run(track_task, frames_index, boxes, out=ws.stage_path(k_track, ".json"), params=cfg.track)
-    k_embed = k_track.chain("embed", "tasks.embed", cfg.embed.model_dump())
+    k_embed = k_track.chain("embed", "tasks.embed", cfg.embed.model_dump(exclude={"workers"}))
     embeddings = run(embed_task, frames_index, tracks, out=ws.stage_path(k_embed, ".npy"), params=cfg.embed)
     k_cluster = k_embed.chain("cluster", "tasks.cluster", cfg.cluster.model_dump())
     characters = run(cluster_task, tracks, embeddings, out=ws.stage_path(k_cluster, ".json"), params=cfg.cluster)

@@ -82,7 +82,7 @@ LIBRARY_STEPS = (
 # comparison. (Measured: two clean runs differ only in these.)
 WS_PLACEHOLDER = "<WORKSPACE>"
 SUMMARY_FILES = ("library/last_run.json", "runs/*.json")
-SUMMARY_RUN_FIELDS = ("finished_at", "seconds", "videos[].seconds")
+SUMMARY_RUN_FIELDS = ("finished_at", "seconds", "videos[].seconds", "videos[].stage_seconds")
 REPORT_RUN_LINES = ("- wall time: ",)
 RUN_SPECIFIC = {
     "every file": f"the workspace's absolute path (in JSON strings, Parquet string columns such as "

@@ -62,6 +62,8 @@ class EmbedParams(_Params):
                                    description="clip/vit: [rows, cols] patches per crop, each embedded (e.g. [2, 2])")
     margin: float = Field(0.0, ge=0, le=1, description="extra context around a face box before embedding")
     jitter: int = Field(0, ge=0, le=10, description="dlib jitters per face (slower, slightly more robust)")
+    workers: int = Field(2, ge=1, le=64, description="dlib: processes that embed a long video's faces at once "
+                                                   "(the result does not depend on it)")
 
     @model_validator(mode="after")
     def _model_for_hf(self) -> "EmbedParams":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -87,14 +87,57 @@ def make_embedder(params: EmbedParams):
     return cls(params.model, size=params.size, margin=params.margin, grid=tuple(params.grid) if params.grid else None)
 
 
+# Below this many frames with faces per worker, starting worker processes costs more than they save.
+MIN_FRAMES_PER_WORKER = 100
+# Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
+FRAMES_PER_JOB = 32
+
+_worker_embedders: dict[tuple[float, int], DlibFaceEmbedder] = {}
+
+
+def _dlib_embed_frames(job: tuple[str, float, int, list[tuple[str, list[tuple[float, ...]]]]]) -> list[np.ndarray]:
+    """In a worker process: the descriptors of the boxes of a few frames, each JPEG decoded once."""
+    frames_dir, margin, jitter, frames = job
+    embedder = _worker_embedders.setdefault((margin, jitter), DlibFaceEmbedder(margin=margin, jitter=jitter))
+    return [embedder.embed(read_rgb(Path(frames_dir) / file), boxes) for file, boxes in frames]
+
+
+def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, str],
+                      by_frame: dict[int, list[tuple[int, Box]]], embedder, workers: int,
+                      need_image: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(frame index, its boxes' vectors, the frame when `need_image`) for each frame of `order`, in order.
+
+    dlib holds the GIL while it computes, so threads would not help: with `workers` > 1 (and enough
+    frames) the frames are spread over that many processes, each with its own models."""
+    if workers > 1 and not need_image and len(order) >= 2 * MIN_FRAMES_PER_WORKER:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        jobs = [(str(frames_dir), embedder.margin, embedder.jitter,
+                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in order[k:k + FRAMES_PER_JOB]])
+                for k in range(0, len(order), FRAMES_PER_JOB)]
+        # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool_:
+            for k, vectors in zip(range(0, len(order), FRAMES_PER_JOB), pool_.map(_dlib_embed_frames, jobs)):
+                for frame_index, vecs in zip(order[k:k + FRAMES_PER_JOB], vectors):
+                    yield frame_index, vecs, None
+        return
+    for frame_index in order:
+        image = read_rgb(frames_dir / files[frame_index])
+        yield frame_index, embedder.embed(image, [b.xyxy for _, b in by_frame[frame_index]]), \
+            image if need_image else None
+
+
 def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
                  progress: Progress = None, embedder=None, frames: Sequence[Frame] | None = None) -> np.ndarray:
     """Row i = track i's vector. dlib: plain mean of its per-box descriptors (not re-normalised, so dlib's 0.6
     rule still holds). Cosine embedders (clip/vit): quality-weighted mean of unit vectors (tasks/pooling.py).
 
     `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
+    dlib runs in `params.workers` processes on long videos (an `embedder` given by the caller runs here).
     """
     frames_dir = Path(frames_dir)
+    workers = params.workers if embedder is None and params.backend == "dlib" else 1
     embedder = embedder or make_embedder(params)
     dim = getattr(embedder, "dim", DIM)
     cosine = getattr(embedder, "metric", "euclidean") == "cosine"
@@ -107,20 +150,21 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     for row, track in enumerate(tracks):
         for box in track.boxes:
             by_frame[box.frame].append((row, box))
+    order = sorted(by_frame)
+    missing = [i for i in order if i not in files]
+    if missing:
+        raise KeyError(f"a track has a box on frame {missing[0]}, which is not in the frame index")
 
     vectors: list[list[np.ndarray]] = [[] for _ in tracks]
     qualities: list[list[float]] = [[] for _ in tracks]
-    for n, frame_index in enumerate(sorted(by_frame), 1):
-        if frame_index not in files:
-            raise KeyError(f"a track has a box on frame {frame_index}, which is not in the frame index")
-        items = by_frame[frame_index]
-        image = read_rgb(frames_dir / files[frame_index])
-        for (row, box), vec in zip(items, embedder.embed(image, [b.xyxy for _, b in items])):
+    for n, (frame_index, frame_vectors, image) in enumerate(
+            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, workers, need_image=cosine), 1):
+        for (row, box), vec in zip(by_frame[frame_index], frame_vectors):
             vectors[row].append(vec)
             # Quality needs the frame, which is only decoded here: measure it now, pool once all boxes are in.
             qualities[row].append(quality(box, crop_box(image, box.xyxy)) if cosine else 1.0)
         if progress is not None:
-            progress(n, len(by_frame))
+            progress(n, len(order))
     out = np.zeros((len(tracks), dim), dtype=np.float32)
     for row, (vecs, qs) in enumerate(zip(vectors, qualities)):
         if vecs:

@@ -165,7 +165,7 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
     """Gallery vectors, cached under a key of the photos' content and the model parameters."""
     photos = gallery_images(gallery)
     key = params_digest({n: [file_digest(p) for p in ps] for n, ps in photos.items()},
-                        cfg.detect.model_dump(), cfg.embed.model_dump())
+                        cfg.detect.model_dump(), cfg.embed.model_dump(exclude={"workers"}))
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}

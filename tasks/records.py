@@ -206,3 +206,5 @@ class VideoResult:
     notes: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
