@@ -130,3 +130,14 @@ def montage_store(frame_store) -> Path:
 def hamilton_store(frame_store) -> Path:
     """frames.json of the Hamilton clip (stage performer, audience cut-aways)."""
     return frame_store("hamilton.mp4")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: the test machines are shared, and such models gain nothing from more threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

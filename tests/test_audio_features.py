@@ -30,15 +30,7 @@ from tasks.registry import Member, Registry, registry_paths, save_registry
 from tasks.workspace import Workspace
 
 RATE = 16000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The test machines are shared; tiny models gain nothing from more threads.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

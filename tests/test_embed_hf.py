@@ -19,19 +19,11 @@ from tasks.pooling import pool, pool_track, quality
 from tasks.records import Box
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FACE = (359.0, 153.0, 559.0, 353.0)  # the man's face at 5 s of megamind.avi (720×528)
 CANDLE = (295.0, 400.0, 400.0, 528.0)
 CLIP_MEAN = (0.25, 0.5, 0.75)  # deliberately not CLIP's, to show the saved processor is the one used
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The test machines are shared; tiny models gain nothing from more threads.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
