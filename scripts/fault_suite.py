@@ -435,16 +435,23 @@ def run_castline(lib: Path, ws: Path, timeout: int = 1800) -> RunOutcome:
     return RunOutcome.read(p, ws, time.perf_counter() - t0)
 
 
-def snapshot(root: Path, skip: set[Path]) -> dict[str, tuple]:
-    """Every entry under root (not following symlinks) with its type, size, mode and mtime."""
+def entry_state(p: Path, loose: bool = False) -> tuple:
+    """An entry's type, size, mode and mtime (lstat: links not followed). A `loose` folder is one a run
+    may legitimately add to (TMPDIR): only its type and mode count, what is left inside it is listed apart."""
+    st = p.lstat()
+    if loose:
+        return stat.S_IFMT(st.st_mode), st.st_mode
+    return stat.S_IFMT(st.st_mode), st.st_size, st.st_mode, st.st_mtime_ns
+
+
+def snapshot(root: Path, skip: set[Path], loose: frozenset[Path] = frozenset()) -> dict[str, tuple]:
+    """Every entry under root, by path relative to root, with its entry_state; `skip` folders are left out."""
     out: dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = [d for d in dirnames if here / d not in skip]
         for n in dirnames + filenames:
-            p = here / n
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mode, st.st_mtime_ns)
+            out[str((here / n).relative_to(root))] = entry_state(here / n, here / n in loose)
     return out
 
 

@@ -50,7 +50,6 @@ import os
 import random
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tarfile
@@ -60,7 +59,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fault_suite import diff_snapshots  # noqa: E402  (scripts/ is not a package)
+from fault_suite import diff_snapshots, entry_state, snapshot  # noqa: E402  (scripts/ is not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -241,24 +240,12 @@ def kill_at(e: Env, ws: Path, moment: float, log_name: str) -> KillState:
 
 # --- writes outside the workspace ---------------------------------------------------------------------
 
-def snapshot(roots: list[Path], skip: set[Path], loose: set[Path]) -> dict[str, tuple]:
-    """Every entry under `roots` (lstat, symlinks not followed) with type, size, mode and mtime; `skip`
-    folders are left out; for `loose` folders (TMPDIR) only what is left inside counts, not their mtime."""
+def snapshot_roots(roots: list[Path], skip: set[Path], loose: set[Path]) -> dict[str, tuple]:
+    """fault_suite's snapshot of each root, the roots themselves included, keyed by absolute path."""
     out: dict[str, tuple] = {}
-    for root in roots:
-        if not root.exists():
-            continue
-        st = root.lstat()
-        out[str(root)] = (stat.S_IFMT(st.st_mode), st.st_mode) if root in loose else \
-            (stat.S_IFMT(st.st_mode), st.st_mode, st.st_mtime_ns)
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            dirnames[:] = [d for d in dirnames if here / d not in skip]
-            for n in dirnames + filenames:
-                p = here / n
-                st = p.lstat()
-                key = (stat.S_IFMT(st.st_mode), st.st_size if not stat.S_ISDIR(st.st_mode) else 0, st.st_mode)
-                out[str(p)] = key if p in loose else key + (st.st_mtime_ns,)
+    for root in (r for r in roots if r.exists()):
+        out[str(root)] = entry_state(root, root in loose)
+        out.update({str(root / rel): v for rel, v in snapshot(root, skip, frozenset(loose)).items()})
     return out
 
 
@@ -267,7 +254,7 @@ def outside(e: Env, ws: Path) -> dict[str, tuple]:
     workspaces, the code snapshot, the runs' working directory and TMPDIR). Left out: this workspace,
     Prefect's home (its own database) and the logs (the runs' stdout); the mtime of the workspace's parent
     folder (the run creates the workspace there) and of TMPDIR do not count, what is left in them does."""
-    return snapshot([e.root, e.library], skip={ws, e.prefect_home, e.logs}, loose={e.tmp, ws.parent})
+    return snapshot_roots([e.root, e.library], skip={ws, e.prefect_home, e.logs}, loose={e.tmp, ws.parent})
 
 
 # --- comparison ---------------------------------------------------------------------------------------
