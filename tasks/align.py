@@ -97,7 +97,6 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     A voice's score for a character is the weighted on-screen time summed over all videos, divided by
     its speech over all videos. Best evidence first, each voice takes its best character left. Two
     voices heard in one video never share a face; voices that are never heard in the same video may
-    (the voice registry may have split one person across files), if that face is still the best for
     (the voice registry may have split one person across files). Equal shares are settled by the amount
     of evidence: a longer voice wins the face."""
     speech: dict[str, float] = defaultdict(float)

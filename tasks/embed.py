@@ -113,13 +113,13 @@ def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, s
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        chunks = [order[k:k + FRAMES_PER_JOB] for k in range(0, len(order), FRAMES_PER_JOB)]
         jobs = [(str(frames_dir), embedder.margin, embedder.jitter,
-                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in order[k:k + FRAMES_PER_JOB]])
-                for k in range(0, len(order), FRAMES_PER_JOB)]
+                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in chunk]) for chunk in chunks]
         # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool_:
-            for k, vectors in zip(range(0, len(order), FRAMES_PER_JOB), pool_.map(_dlib_embed_frames, jobs)):
-                for frame_index, vecs in zip(order[k:k + FRAMES_PER_JOB], vectors):
+            for chunk, vectors in zip(chunks, pool_.map(_dlib_embed_frames, jobs)):
+                for frame_index, vecs in zip(chunk, vectors):
                     yield frame_index, vecs, None
         return
     for frame_index in order:
