@@ -25,6 +25,9 @@ class GalleryMatch:
     character_id: str
     name: str
     distance: float
+    # "threshold": under the naming threshold; "mutual": in the looser band, and each is the other's
+    # clear nearest (see name_characters).
+    rule: str = "threshold"
 
 
 def gallery_images(folder: Path) -> dict[str, list[Path]]:
@@ -61,9 +64,19 @@ def embed_gallery(folder: Path, detector: FaceDetector, embedder) -> dict[str, n
 
 
 def name_characters(centroids: dict[str, np.ndarray], gallery: dict[str, np.ndarray], threshold: float,
-                    metric: Metric = "euclidean") -> list[GalleryMatch]:
+                    metric: Metric = "euclidean", loose_threshold: float | None = None,
+                    min_gap: float = 0.0) -> list[GalleryMatch]:
     """Closest pairs first, each name and each character used once; pairs at or over `threshold`
-    stay unnamed, so a face that matches nobody keeps its `character_NNN` id."""
+    stay unnamed, so a face that matches nobody keeps its `character_NNN` id.
+
+    A face seen badly (dark, turned away, small) can lie beyond `threshold` from its own photo while
+    still being far closer to it than to anything else. So a pair under `loose_threshold` is named too
+    when it is unambiguous from both sides: the name is the character's nearest of all names, and the
+    character the name's nearest of the still unnamed characters, each runner-up at least `min_gap`
+    farther. A character nearest to a name already given is likely another view of that person, so it
+    stays unnamed; with no runner-up on a side (a one-photo gallery, a one-face library) there is no
+    evidence of either kind, and the pair stays unnamed too.
+    """
     if not centroids or not gallery:
         return []
     cids, names = list(centroids), list(gallery)
@@ -77,4 +90,32 @@ def name_characters(centroids: dict[str, np.ndarray], gallery: dict[str, np.ndar
         matches.append(GalleryMatch(cids[i], names[j], round(float(d[i, j]), 4)))
         used_c.add(cids[i])
         used_n.add(names[j])
+    if loose_threshold is not None and loose_threshold > threshold:
+        matches += _mutual_matches(d, cids, names, used_c, used_n, loose_threshold, min_gap)
     return matches
+
+
+def _mutual_matches(d: np.ndarray, cids: list[str], names: list[str], used_c: set[str], used_n: set[str],
+                    loose_threshold: float, min_gap: float) -> list[GalleryMatch]:
+    """The loose band of name_characters, one clearest pair at a time (naming one can make the next clear)."""
+    out: list[GalleryMatch] = []
+    free_c = [i for i, c in enumerate(cids) if c not in used_c]
+    free_n = [j for j, n in enumerate(names) if n not in used_n]
+    while free_c and free_n and len(names) >= 2:
+        found = None
+        for i, j in sorted(((i, j) for i in free_c for j in free_n), key=lambda ij: d[ij]):
+            if d[i, j] >= loose_threshold:
+                break
+            by_char = np.sort(d[i, :])
+            by_name = np.sort(d[free_c, j])
+            if len(by_name) >= 2 and by_char[0] == d[i, j] == by_name[0] \
+                    and min(by_char[1], by_name[1]) - d[i, j] >= min_gap:
+                found = i, j
+                break
+        if found is None:
+            break
+        i, j = found
+        out.append(GalleryMatch(cids[i], names[j], round(float(d[i, j]), 4), rule="mutual"))
+        free_c.remove(i)
+        free_n.remove(j)
+    return out

@@ -164,12 +164,15 @@ def library_links(videos: Sequence[VideoStages], registries: tuple[Registry, Reg
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
     """Gallery vectors, cached under a key of the photos' content and the model parameters."""
     photos = gallery_images(gallery)
+    embed = cfg.embed
+    if embed.backend == "dlib":
+        embed = embed.model_copy(update={"jitter": max(embed.jitter, cfg.library.gallery_jitter)})
     key = params_digest({n: [file_digest(p) for p in ps] for n, ps in photos.items()},
-                        cfg.detect.model_dump(), cfg.embed.model_dump(exclude={"workers"}))
+                        cfg.detect.model_dump(), embed.model_dump(exclude={"workers"}))
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}
-    vectors = embed_gallery(gallery, make_detector(cfg.detect), make_embedder(cfg.embed))
+    vectors = embed_gallery(gallery, make_detector(cfg.detect), make_embedder(embed))
     write_json(cached, {n: v.tolist() for n, v in vectors.items()})
     return vectors
 
@@ -193,7 +196,9 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     matches: list[GalleryMatch] = []
     if gallery is not None:
         vectors = gallery_embeddings(gallery, ws.root / "cache" / "gallery", cfg)
-        matches = name_characters(centroids, vectors, cfg.library.gallery_threshold)
+        matches = name_characters(centroids, vectors, cfg.library.gallery_threshold,
+                                  loose_threshold=cfg.library.gallery_loose_threshold,
+                                  min_gap=cfg.library.gallery_min_gap)
     links = library_links(videos, (creg, sreg), cfg)
     names = LibraryNames({m.character_id: m for m in matches}, None, {link.speaker: link for link in links})
     # Subtitles are read library-wide: a voice keeps one name in every episode.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 
 from tasks.formats import read_timeline_json
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def castline(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # A wide terminal, so help text is not wrapped mid-word.
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).resolve().parents[1], env=env)
+                          timeout=timeout, cwd=REPO, env=env)
 
 
 def cache_state(ws: Path) -> dict[str, int]:
@@ -23,6 +26,8 @@ def cache_state(ws: Path) -> dict[str, int]:
 
 
 def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_library, tmp_path):
+    for name in ("barack_obama", "lin_manuel_miranda"):
+        shutil.copytree(REPO / "data" / "gallery" / name, bad_library / "gallery" / name)
     ws = tmp_path / "ws"
     first = castline("run", str(bad_library), "--workspace", str(ws))
     assert first.returncode == 1, first.stdout + first.stderr
@@ -45,6 +50,15 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
     assert (ws / "videos" / "hamilton.mp4" / "speech.rttm").read_text().startswith("SPEAKER hamilton 1 ")
     vo = read_timeline_json(ws / "videos" / "video_only.mp4" / "timeline.json")
     assert vo["characters"] and all(c["speech_seconds"] == 0 for c in vo["characters"].values())
+
+    # The gallery names the performer, and Obama's dark, turned-away face in the audience (beyond the
+    # plain threshold, but each other's clear nearest); the other audience faces and the cartoon stay unnamed.
+    assert main["name"] == "lin_manuel_miranda"
+    named = {c["name"]: label for label, c in ham["characters"].items() if c["name"]}
+    assert set(named) == {"lin_manuel_miranda", "barack_obama"}
+    assert len(ham["characters"]) > 2 and not any(c["name"] for c in vo["characters"].values())
+    matches = json.loads((ws / "library" / "names.json").read_text())["matches"]
+    assert {(m["name"], m["rule"]) for m in matches} == {("lin_manuel_miranda", "threshold"), ("barack_obama", "mutual")}
 
     # A second run reuses every finished stage: no cached result is rewritten.
     before = cache_state(ws)

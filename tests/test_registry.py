@@ -3,7 +3,6 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from tasks.gallery import name_characters
 from tasks.registry import Registry, load_registry, open_registry, save_registry
 
 
@@ -75,13 +74,6 @@ def test_concurrent_writers_keep_every_video(tmp_path):
     for p in procs:
         p.join()
     assert load_registry(path, "character", "euclidean").videos() == sorted(f"ep{i}" for i in range(8))
-
-
-def test_gallery_names_closest_pairs_once_and_leaves_strangers_unnamed():
-    centroids = {"character_000": vec(0, 0), "character_001": vec(0.3, 0), "character_002": vec(9, 9)}
-    gallery = {"Ann": vec(0.1, 0), "Bob": vec(0.35, 0)}
-    got = {m.character_id: m.name for m in name_characters(centroids, gallery, 0.5)}
-    assert got == {"character_000": "Ann", "character_001": "Bob"}
 
 
 def test_a_video_without_faces_or_voices_gives_empty_groups():

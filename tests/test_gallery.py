@@ -1,0 +1,53 @@
+"""Gallery naming: closest pairs under the threshold, and clear mutual nearest pairs in the looser band."""
+import numpy as np
+
+from tasks.gallery import name_characters
+
+
+def vec(*xs):
+    return np.array(xs, dtype=np.float32)
+
+
+def names(centroids, gallery, threshold=0.5, loose=None, gap=0.0):
+    return {m.character_id: (m.name, m.rule)
+            for m in name_characters(centroids, gallery, threshold, loose_threshold=loose, min_gap=gap)}
+
+
+def test_gallery_names_closest_pairs_once_and_leaves_strangers_unnamed():
+    centroids = {"character_000": vec(0, 0), "character_001": vec(0.3, 0), "character_002": vec(9, 9)}
+    gallery = {"Ann": vec(0.1, 0), "Bob": vec(0.35, 0)}
+    assert names(centroids, gallery) == {"character_000": ("Ann", "threshold"), "character_001": ("Bob", "threshold")}
+
+
+# The Hamilton case in miniature: Ann is named plainly; Bob's only face is far from his photo but much
+# nearer to it than any other face is, and much nearer to it than to Ann's photo.
+HAMILTON = {"ann": vec(0, 0), "bob_far": vec(10, 0.65), "stranger": vec(10, -0.75), "ann_profile": vec(0.7, 0)}
+PHOTOS = {"Ann": vec(0, 0.05), "Bob": vec(10, 0)}
+
+
+def test_a_clear_mutual_nearest_pair_is_named_in_the_loose_band():
+    got = names(HAMILTON, PHOTOS, loose=0.7, gap=0.04)
+    assert got == {"ann": ("Ann", "threshold"), "bob_far": ("Bob", "mutual")}
+
+
+def test_the_loose_band_is_off_unless_asked_for():
+    assert names(HAMILTON, PHOTOS) == {"ann": ("Ann", "threshold")}
+
+
+def test_a_runner_up_within_the_gap_leaves_the_pair_unnamed():
+    close = {**HAMILTON, "stranger": vec(10, -0.68)}  # 0.68 vs Bob's 0.65: too close to tell
+    assert names(close, PHOTOS, loose=0.7, gap=0.04) == {"ann": ("Ann", "threshold")}
+
+
+def test_a_face_nearest_to_a_name_already_given_stays_unnamed():
+    # Another view of Ann lies a little nearer to Ann's photo (0.62) than to Bob's (0.63), and Bob has no
+    # other candidate: it is likely Ann, and must not take Bob's name.
+    centroids = {"ann": vec(0, 0), "ann_profile": vec(0, 0.62), "other": vec(20, 0)}
+    photos = {"Ann": vec(0, 0), "Bob": vec(0, 1.25)}
+    assert names(centroids, photos, loose=0.7, gap=0.0) == {"ann": ("Ann", "threshold")}
+
+
+def test_a_one_photo_gallery_gives_no_loose_names():
+    # With one name there is no runner-up name, so nothing shows the match is unambiguous.
+    got = names({"bob_far": vec(10, 0.65), "other": vec(20, 0)}, {"Bob": vec(10, 0)}, loose=0.7, gap=0.04)
+    assert got == {}
