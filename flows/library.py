@@ -25,9 +25,9 @@ from tasks.artifacts import library_key, publish_run_artifacts
 from tasks.character_outputs import character_outputs_task
 from tasks.config import RunConfig
 from tasks.detect import resolve_backend
-from tasks.identities import identities_task
+from tasks.identities import LibraryNames, identities_task, read_names
 from tasks.timeline import timeline_task
-from tasks.formats import read_json, read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
+from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
 from tasks.records import VideoResult
 from tasks.html_report import name_sources, render_html
 from tasks.report import render_report
@@ -156,13 +156,13 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started
-    names = read_json(names_path) if done else {"matches": [], "subtitles": None}
+    names = read_names(names_path) if done else LibraryNames({}, None, {})
     report = render_report(str(lib), str(ws.root), ordered, seconds,
                            detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})",
-                           subtitles=names["subtitles"])
+                           gallery=list(names.gallery.values()), subtitles=names.subtitles)
     write_text(ws.library_dir / "report.md", report)
-    sources = name_sources({m["character_id"]: m["name"] for m in names["matches"]},
-                           (names["subtitles"] or {}).get("character_names", {}))
+    sources = name_sources({cid: m.name for cid, m in names.gallery.items()},
+                           names.subtitles.character_names if names.subtitles else {})
     write_text(ws.library_dir / "report.html",
                render_html(str(lib), ordered, ws.library_dir / "report.html", ws.library_dir / "characters", sources))
     publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.formats import read_timeline_json
+from tasks.gallery import GalleryMatch
 from tasks.records import VideoResult
+from tasks.subtitles import SubtitleNaming
 
 
 def _fmt_seconds(x: float) -> str:
@@ -36,16 +38,26 @@ def video_section(result: VideoResult) -> list[str]:
     return lines
 
 
-def subtitles_section(subtitles: dict | None) -> list[str]:
-    if not subtitles or not (subtitles["sources"] or subtitles["notes"]):
+def gallery_section(matches: Sequence[GalleryMatch]) -> list[str]:
+    if not matches:
         return []
-    lines = ["## Names from subtitles", "", f"- files read: {len(subtitles['sources'])}"]
-    lines += [f"- {s}: {n}" for s, n in sorted(subtitles["speaker_names"].items())]
-    return lines + [f"- {note}" for note in subtitles["notes"]] + [""]
+    lines = ["## Names from the gallery", "", "| character | name | distance | rule |", "|---|---|---|---|"]
+    lines += [f"| {m.character_id} | {m.name} | {m.distance:.3f} | {m.rule} |"
+              for m in sorted(matches, key=lambda m: m.character_id)]
+    return lines + ["", "rule: `threshold` = under library.gallery_threshold; `mutual` = in the looser band, "
+                        "the face and the photo each other's clear nearest", ""]
+
+
+def subtitles_section(subtitles: SubtitleNaming | None) -> list[str]:
+    if not subtitles or not (subtitles.sources or subtitles.notes):
+        return []
+    lines = ["## Names from subtitles", "", f"- files read: {len(subtitles.sources)}"]
+    lines += [f"- {s}: {n}" for s, n in sorted(subtitles.speaker_names.items())]
+    return lines + [f"- {note}" for note in subtitles.notes] + [""]
 
 
 def render_report(library: str, workspace: str, results: Sequence[VideoResult], seconds: float,
-                  detector: str, subtitles: dict | None = None) -> str:
+                  detector: str, gallery: Sequence[GalleryMatch] = (), subtitles: SubtitleNaming | None = None) -> str:
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     lines = [
@@ -59,7 +71,7 @@ def render_report(library: str, workspace: str, results: Sequence[VideoResult], 
     ]
     if failed:
         lines += ["## Failed", ""] + [f"- `{r.video}`: {r.error}" for r in failed] + [""]
-    lines += subtitles_section(subtitles)
+    lines += gallery_section(gallery) + subtitles_section(subtitles)
     lines += ["## Videos", ""]
     for r in results:
         lines += video_section(r)

@@ -59,6 +59,10 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
     assert len(ham["characters"]) > 2 and not any(c["name"] for c in vo["characters"].values())
     matches = json.loads((ws / "library" / "names.json").read_text())["matches"]
     assert {(m["name"], m["rule"]) for m in matches} == {("lin_manuel_miranda", "threshold"), ("barack_obama", "mutual")}
+    report = (ws / "library" / "report.md").read_text()
+    assert "## Names from the gallery" in report
+    assert any(line.startswith("| character_") and "| barack_obama |" in line and line.endswith("| mutual |")
+               for line in report.splitlines())
 
     # A second run reuses every finished stage: no cached result is rewritten.
     before = cache_state(ws)
