@@ -121,7 +121,7 @@ def child_pyannote(wav: Path, result: Path, threads: int, sample_pairs: int) -> 
     import soundfile as sf
     import torch
     from pyannote.audio import Inference
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from tasks.diarize_pyannote import segmentation_specifications
     from pyannote.audio.models.embedding import WeSpeakerResNet34
     from pyannote.audio.models.segmentation import PyanNet
 
@@ -130,11 +130,7 @@ def child_pyannote(wav: Path, result: Path, threads: int, sample_pairs: int) -> 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     seg = PyanNet()
-    # segmentation-3.0's task: 10 s chunks, 3 local speakers, powerset of at most 2 at a time.
-    seg.specifications = Specifications(
-        problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
-        min_duration=10.0, warm_up=(0.0, 0.0), classes=["speaker#1", "speaker#2", "speaker#3"],
-        powerset_max_classes=2, permutation_invariant=True)
+    seg.specifications = segmentation_specifications()
     seg.build()
     seg.eval()
     emb = WeSpeakerResNet34().eval()

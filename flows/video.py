@@ -28,7 +28,7 @@ from tasks.demux import (
     require_video,
 )
 from tasks.detect import detect_task
-from tasks.diarize import diarize_task
+from tasks.diarize import cache_inputs as diarize_cache_inputs, diarize_task
 from tasks.embed import embed_task
 from tasks.formats import read_frames, to_jsonable
 from tasks.records import VideoResult
@@ -94,7 +94,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         wav = run(audio_task, video, probe_path, out=ws.stage_path(k_voices, ".wav"), sample_rate=cfg.demux.sample_rate)
         k_voices = k_voices.chain("vad", "tasks.vad", cfg.vad.model_dump())
         speech = run(vad_task, wav, out=ws.stage_path(k_voices, ".json"), params=cfg.vad)
-        k_voices = k_voices.chain("diarize", "tasks.diarize", cfg.diarize.model_dump())
+        k_voices = k_voices.chain("diarize", "tasks.diarize", diarize_cache_inputs(cfg.diarize))
         turns = run(diarize_task, wav, speech, out=ws.stage_path(k_voices, ".json"), params=cfg.diarize)
 
     interval = sampling_interval(frames_index, cfg.demux.fps)

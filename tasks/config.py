@@ -89,17 +89,31 @@ class VadParams(_Params):
 
 
 class DiarizeParams(_Params):
-    window: float = Field(1.5, gt=0.2, description="speaker-embedding window (s)")
-    step: float = Field(0.5, gt=0.05, description="hop between embedding windows (s)")
-    threshold: float = Field(1.1, gt=0, lt=2, description="cosine distance (after removing the file's mean voice) "
-                                                          "under which clusters of windows merge")
+    # Each backend's voices live in their own space: the library's speaker registry refuses to mix them.
+    backend: Literal["offline", "pyannote"] = Field(
+        "offline", description="diarizer: offline (resemblyzer GE2E windows + clustering, weights in the pip "
+                               "package) | pyannote (a pyannote.audio 4 pipeline in `model`; ignores the VAD "
+                               "segments)")
+    model: str | None = Field(None, description="pyannote: a local folder (or its config.yaml) of the pipeline, or a "
+                                                "Hugging Face id already in the local HF cache")
+    window: float = Field(1.5, gt=0.2, description="offline: speaker-embedding window (s)")
+    step: float = Field(0.5, gt=0.05, description="offline: hop between embedding windows (s)")
+    threshold: float = Field(1.1, gt=0, lt=2, description="offline: cosine distance (after removing the file's mean "
+                                                          "voice) under which clusters of windows merge")
     max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
-    chunk: float = Field(300.0, ge=5, description="seconds of audio read, embedded and clustered at a time; "
+    chunk: float = Field(300.0, ge=5, description="offline: seconds of audio read, embedded and clustered at a time; "
                                                    "the chunks' speakers are then clustered across the file")
     global_threshold: float | None = Field(
-        None, gt=0, lt=2, description="mean cosine distance (after removing the file's mean voice) between the "
-                                      "windows of speakers of different chunks under which they are one "
+        None, gt=0, lt=2, description="offline: mean cosine distance (after removing the file's mean voice) between "
+                                      "the windows of speakers of different chunks under which they are one "
                                       "speaker [default: threshold]")
+
+    @model_validator(mode="after")
+    def _model_for_pyannote(self) -> "DiarizeParams":
+        if self.backend == "pyannote" and not self.model:
+            raise ValueError("diarize.backend pyannote needs diarize.model (a local pipeline folder or a cached "
+                             "Hugging Face id)")
+        return self
 
 
 class AlignParams(_Params):

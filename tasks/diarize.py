@@ -2,12 +2,13 @@
 
 In: a 16 kHz mono WAV (other rates/channel counts are mixed down and resampled), the VAD stage's speech
 segments and DiarizeParams. Out: SpeechTurns labelled SPEAKER_00, SPEAKER_01... (per file) and each
-speaker's voice centroid (256-d, for cross-file matching).
-Backend: offline — resemblyzer's GE2E voice encoder (weights ship in the package) + agglomerative clustering.
+speaker's voice centroid (for cross-file matching).
+Backends (DiarizeParams.backend): offline — resemblyzer's GE2E voice encoder (weights ship in the package) +
+agglomerative clustering, below; pyannote — a pyannote.audio 4 pipeline (tasks/diarize_pyannote.py).
 
-Long-form: the audio is streamed (tasks/audio_stream.py) — one pass measures the speech level, a second
-embeds the windows of each `chunk` seconds; only the embeddings (256 floats per window) and their times
-are kept. Clustering is two-stage: the windows of each chunk are clustered (centred-cosine average
+Long-form (offline): the audio is streamed (tasks/audio_stream.py) — one pass measures the speech level, a
+second embeds the windows of each `chunk` seconds; only the embeddings (256 floats per window) and their
+times are kept. Clustering is two-stage: the windows of each chunk are clustered (centred-cosine average
 linkage, as for a short file), then the chunks' speakers are clustered across the file
 (`global_threshold`), never two speakers of one chunk together; a file of one chunk is clustered once.
 Memory is the models, one chunk of audio and its distance matrix, plus the embeddings.
@@ -26,6 +27,7 @@ from tasks.config import DiarizeParams
 from tasks.formats import read_segments, write_turns
 from tasks.records import Segment, SpeechTurn
 from tasks.stage import Progress, ProgressBar, stage_task
+from tasks.workspace import code_version
 
 # resemblyzer's mel hop; frame-level labels use the same grid so windows map onto frames exactly.
 FRAME = 0.01
@@ -300,9 +302,23 @@ def diarize(wav: Path, speech: Sequence[Segment], params: DiarizeParams,
     return turns, {name: centroids[c] for c, name in order.items()}
 
 
+def cache_inputs(params: DiarizeParams) -> object:
+    """What decides a file's turns besides this module's code: the parameters, and for pyannote also its
+    module's code and the pipeline's files."""
+    if params.backend != "pyannote":
+        return params.model_dump()
+    from tasks.diarize_pyannote import model_digest
+
+    return [params.model_dump(), code_version("tasks.diarize_pyannote"), model_digest(params.model)]
+
+
 @stage_task("diarize")
 def diarize_task(wav: Path, speech_path: Path, *, out: Path, params: DiarizeParams) -> None:
+    if params.backend == "pyannote":
+        from tasks.diarize_pyannote import diarize as backend  # imports torch and pyannote
+    else:
+        backend = diarize
     bar = ProgressBar(f"diarize {Path(wav).name}")
-    turns, centroids = diarize(Path(wav), read_segments(speech_path), params, bar)
+    turns, centroids = backend(Path(wav), read_segments(speech_path), params, bar)
     bar.close()
     write_turns(out, turns, centroids={k: v.tolist() for k, v in centroids.items()})

@@ -32,7 +32,7 @@ from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_char
 from tasks.records import Character, SpeakerLink, SpeechTurn, Track
 from tasks.stage import always_task
 from tasks.subtitles import SubtitleNaming, name_from_subtitles
-from tasks.registry import Registry, open_registry, registry_paths
+from tasks.registry import Registry, face_space, open_registry, registry_paths, voice_space
 from tasks.workspace import Workspace, file_digest, params_digest
 
 NAMES_JSON = "names.json"
@@ -184,8 +184,8 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     from the gallery and voices (and their characters) from subtitles."""
     videos = sorted(videos, key=lambda v: v.name)
     chars_path, voices_path = registry_paths(ws)
-    with open_registry(chars_path, "character", "euclidean") as creg, \
-            open_registry(voices_path, "speaker", "cosine") as sreg:
+    with open_registry(chars_path, "character", "euclidean", face_space(cfg.embed)) as creg, \
+            open_registry(voices_path, "speaker", "cosine", voice_space(cfg.diarize)) as sreg:
         for v in videos:
             groups = character_groups(read_tracks(v.tracks), read_npy(v.embeddings), read_characters(v.characters))
             assign(creg, v.name, str(v.characters), groups, cfg.library.face_threshold)
@@ -223,10 +223,10 @@ def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int
     {kind: (identities before, identities after)}. Faces of one video seen together stay apart."""
     chars_path, voices_path = registry_paths(ws)
     counts = {}
-    for path, kind, metric, threshold, separate in (
-            (chars_path, "character", "euclidean", cfg.library.face_threshold, True),
-            (voices_path, "speaker", "cosine", cfg.library.voice_threshold, False)):
-        with open_registry(path, kind, metric) as reg:
+    for path, kind, metric, space, threshold, separate in (
+            (chars_path, "character", "euclidean", face_space(cfg.embed), cfg.library.face_threshold, True),
+            (voices_path, "speaker", "cosine", voice_space(cfg.diarize), cfg.library.voice_threshold, False)):
+        with open_registry(path, kind, metric, space) as reg:
             before = len(reg.global_ids())
             reg.recluster(threshold, separate_within_video=separate)
             counts[kind] = (before, len(reg.global_ids()))

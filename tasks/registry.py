@@ -4,6 +4,7 @@ In: each video's local groups (characters or speakers) with an embedding, a weig
 pairs. Out: global ids (`character_007`, `speaker_003`) kept in WORKSPACE/library/<kind>.parquet, one row
 per member (video, local id, global id, embedding as list<float32>), so adding a video matches it against
 what is there without touching older videos; `recluster` rebuilds all ids when thresholds change.
+Each file records the embedding space its vectors are in (the embedder's name) and refuses another.
 Backend: Parquet (pyarrow) + fcntl file lock — no server, readable by pandas/polars/DuckDB as is.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +20,29 @@ import pyarrow.parquet as pq
 
 from tasks.formats import atomic_path, locked
 
+if TYPE_CHECKING:
+    from tasks.config import DiarizeParams, EmbedParams
+
 Metric = Literal["euclidean", "cosine"]
 
 CHARACTERS_REGISTRY = "characters.parquet"
 SPEAKERS_REGISTRY = "speakers.parquet"
+
+# Vectors of two embedders may share a dimension (GE2E and WeSpeaker voices are both 256-d) and still mean
+# nothing to each other, so a registry is tied to a space: its embedder's name. Registries written before
+# spaces were recorded hold the default embedders' vectors.
+DEFAULT_SPACES = {"character": "dlib-resnet", "speaker": "ge2e"}
+
+
+def face_space(params: "EmbedParams") -> str:
+    """The space of a run's face vectors: its embedder's `name` (tasks/embed.py's DlibFaceEmbedder,
+    tasks/embed_hf.py's "<family>:<model>"), known without loading the model."""
+    return DEFAULT_SPACES["character"] if params.backend == "dlib" else f"{params.backend}:{params.model}"
+
+
+def voice_space(params: "DiarizeParams") -> str:
+    """The space of a run's voice centroids: GE2E for the offline diarizer, the pipeline for pyannote."""
+    return DEFAULT_SPACES["speaker"] if params.backend == "offline" else f"pyannote:{params.model}"
 
 
 def registry_paths(workspace) -> tuple[Path, Path]:
@@ -31,7 +51,8 @@ def registry_paths(workspace) -> tuple[Path, Path]:
 
 
 def load_registries(workspace) -> tuple["Registry", "Registry"]:
-    """Both registries of a workspace, read once: (characters by dlib distance, speakers by cosine)."""
+    """Both registries of a workspace, read once: (characters by dlib distance, speakers by cosine), in
+    whatever spaces they hold (readers compare nothing new against them)."""
     chars, voices = registry_paths(workspace)
     return load_registry(chars, "character", "euclidean"), load_registry(voices, "speaker", "cosine")
 
@@ -71,6 +92,10 @@ class Registry:
     kind: str  # "character" | "speaker": also the prefix of global ids
     metric: Metric
     members: list[Member] = field(default_factory=list)
+    space: str = ""  # the embedder's name [default: DEFAULT_SPACES of the kind]
+
+    def __post_init__(self) -> None:
+        self.space = self.space or DEFAULT_SPACES.get(self.kind, "")
 
     # -- reading --
     def global_ids(self) -> list[str]:
@@ -178,18 +203,24 @@ def _table(reg: Registry) -> pa.Table:
         "weight": pa.array([m.weight for m in reg.members], pa.float64()),
         "embedding": pa.array([m.embedding.astype(np.float32).tolist() for m in reg.members],
                               pa.list_(pa.float32(), dim) if dim else pa.list_(pa.float32())),
-    }, metadata={b"kind": reg.kind.encode(), b"metric": reg.metric.encode()})
+    }, metadata={b"kind": reg.kind.encode(), b"metric": reg.metric.encode(), b"space": reg.space.encode()})
 
 
-def load_registry(path: Path, kind: str, metric: Metric) -> Registry:
+def load_registry(path: Path, kind: str, metric: Metric, space: str | None = None) -> Registry:
+    """The registry at `path`; with `space`, one whose vectors are in that space (an empty one takes it),
+    else a ValueError: vectors of another embedder cannot be compared with this run's."""
     if not path.exists():
-        return Registry(kind, metric)
+        return Registry(kind, metric, space=space or "")
     t = pq.read_table(path)
+    stored = (t.schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
     cols = t.to_pydict()
     members = [Member(v, k, l, g, w, np.asarray(e, np.float32)) for v, k, l, g, w, e in
                zip(cols["video"], cols["video_key"], cols["local_id"], cols["global_id"], cols["weight"],
                    cols["embedding"])]
-    return Registry(kind, metric, members)
+    if space is not None and space != stored and members:
+        raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
+                         f"use a separate --workspace per embedder")
+    return Registry(kind, metric, members, space if space is not None else stored)
 
 
 def save_registry(path: Path, reg: Registry) -> None:
@@ -198,10 +229,10 @@ def save_registry(path: Path, reg: Registry) -> None:
 
 
 @contextmanager
-def open_registry(path: Path, kind: str, metric: Metric) -> Iterator[Registry]:
-    """Load, let the caller change, save — under an exclusive lock, so two concurrent runs of the same
-    library take turns instead of overwriting each other's assignments."""
+def open_registry(path: Path, kind: str, metric: Metric, space: str | None = None) -> Iterator[Registry]:
+    """Load (refusing another `space`, see load_registry), let the caller change, save — under an exclusive
+    lock, so two concurrent runs of the same library take turns instead of overwriting each other's assignments."""
     with locked(path.with_suffix(".lock")):
-        reg = load_registry(path, kind, metric)
+        reg = load_registry(path, kind, metric, space)
         yield reg
         save_registry(path, reg)
