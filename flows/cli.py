@@ -58,7 +58,15 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
                  dask_address: Optional[str] = None) -> None:
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
-    from flows.library import with_runner
+    from flows.library import default_workspace, with_runner
+    from tasks.registry import check_spaces, face_space, voice_space
+    from tasks.workspace import Workspace
+
+    try:
+        check_spaces(Workspace(Path(workspace or default_workspace(library)).expanduser().resolve()),
+                     face_space(cfg.embed), voice_space(cfg.diarize))
+    except ValueError as e:
+        _fail(str(e), 2)
 
     summary = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg)
     typer.echo("")
@@ -117,7 +125,11 @@ def recluster(
 
     cfg = _load_config_or_exit(config, {})
     ws = Workspace.open(workspace or default_workspace(library))
-    for kind, (before, after) in recluster_library(ws, cfg).items():
+    try:
+        counts = recluster_library(ws, cfg)
+    except ValueError as e:  # a registry of another embedder (tasks/registry.py)
+        _fail(str(e), 2)
+    for kind, (before, after) in counts.items():
         typer.echo(f"{kind}s: {before} -> {after} identities")
     _run_library(library, workspace, cfg)
 

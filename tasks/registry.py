@@ -206,21 +206,40 @@ def _table(reg: Registry) -> pa.Table:
     }, metadata={b"kind": reg.kind.encode(), b"metric": reg.metric.encode(), b"space": reg.space.encode()})
 
 
+def _stored_space(schema: pa.Schema, kind: str) -> str:
+    return (schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
+
+
+def _refuse(path: Path, kind: str, stored: str, space: str) -> None:
+    raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
+                     f"use a separate --workspace per embedder")
+
+
 def load_registry(path: Path, kind: str, metric: Metric, space: str | None = None) -> Registry:
     """The registry at `path`; with `space`, one whose vectors are in that space (an empty one takes it),
     else a ValueError: vectors of another embedder cannot be compared with this run's."""
     if not path.exists():
         return Registry(kind, metric, space=space or "")
     t = pq.read_table(path)
-    stored = (t.schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
+    stored = _stored_space(t.schema, kind)
     cols = t.to_pydict()
     members = [Member(v, k, l, g, w, np.asarray(e, np.float32)) for v, k, l, g, w, e in
                zip(cols["video"], cols["video_key"], cols["local_id"], cols["global_id"], cols["weight"],
                    cols["embedding"])]
     if space is not None and space != stored and members:
-        raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
-                         f"use a separate --workspace per embedder")
+        _refuse(path, kind, stored, space)
     return Registry(kind, metric, members, space if space is not None else stored)
+
+
+def check_spaces(workspace, face: str, voice: str) -> None:
+    """load_registry's refusal, from the files' metadata alone: a run checks it before hours of per-video
+    work, not after."""
+    for path, kind, space in zip(registry_paths(workspace), ("character", "speaker"), (face, voice)):
+        if path.exists():
+            meta = pq.ParquetFile(path)
+            stored = _stored_space(meta.schema_arrow, kind)
+            if space != stored and meta.metadata.num_rows:
+                _refuse(path, kind, stored, space)
 
 
 def save_registry(path: Path, reg: Registry) -> None:

@@ -252,6 +252,28 @@ def test_library_steps_refuse_a_voice_registry_of_the_other_backend(tmp_path):
     assert recluster_library(ws, RunConfig())["speaker"] == (1, 1)
 
 
+def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_path, sample_dir):
+    from test_flow import castline
+
+    from tasks.registry import check_spaces
+
+    ws = Workspace.open(tmp_path / "ws")
+    check_spaces(ws, "dlib-resnet", "pyannote:org/pipe")  # no registry yet: any space
+    save_registry(registry_paths(ws)[1], _speakers())
+    check_spaces(ws, "dlib-resnet", "ge2e")
+    with pytest.raises(ValueError, match="holds vectors of ge2e, this run gives pyannote:org/pipe"):
+        check_spaces(ws, "dlib-resnet", "pyannote:org/pipe")
+
+    lib = tmp_path / "library"
+    lib.mkdir()
+    (lib / "megamind.avi").symlink_to(sample_dir / "megamind.avi")
+    config = tmp_path / "pyannote.yaml"
+    config.write_text("diarize:\n  backend: pyannote\n  model: org/pipe\n")
+    r = castline("run", str(lib), "--workspace", str(ws.root), "--config", str(config))
+    assert r.returncode == 2 and "use a separate --workspace per embedder" in r.stderr, r.stderr
+    assert not (ws.root / "cache").exists()  # refused before any stage ran
+
+
 def test_new_weights_in_the_same_folder_change_the_stage_key(pipeline_folder, tmp_path):
     import shutil
 
