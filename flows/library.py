@@ -31,6 +31,7 @@ from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text
 from tasks.records import VideoResult
 from tasks.html_report import name_sources, render_html
 from tasks.report import render_report
+from tasks.speaker_table import speaker_table_task
 from tasks.stage import always_task
 from tasks.workspace import Workspace, active_run, remove_partials
 
@@ -153,6 +154,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     for r in done:
         r.outputs.update(timeline_task(str(ws.root), r.video, r.outputs, names_path))
     character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
+    speaker_table_task(str(ws.root), names_path)
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
     write_timeline_csv(ws.library_dir / "timeline.csv", spans)
     seconds = time.perf_counter() - started

@@ -334,9 +334,12 @@ def write_webvtt(path: str | Path, turns: Iterable[SpeechTurn]) -> Path:
 # --- Parquet -------------------------------------------------------------------------------------
 
 def vector_column(matrix: np.ndarray):
-    """(n, d) -> fixed_size_list<float32>[d], the registries' own embedding type."""
+    """(n, d) -> fixed_size_list<float32>[d], the registries' own embedding type; with no vectors to give
+    d (an empty library), an empty list<float32> column, as the registries write then."""
     import pyarrow as pa
 
+    if matrix.shape[1] == 0:
+        return pa.array([[] for _ in range(len(matrix))], pa.list_(pa.float32()))
     flat = pa.array(np.ascontiguousarray(matrix, np.float32).ravel())
     return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
 

@@ -68,6 +68,11 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     assert {len(e) for e in tracks["embedding"]} == {128}
     appearances = (ws / "library" / "appearances.csv").read_text().splitlines()
     assert appearances[0] == "character,video,start,end,track" and len(appearances) == len(tracks["video"]) + 1
+    # The speaker table: the named voices, each heard in both episodes and linked to its named face.
+    voices = pq.read_table(ws / "library" / "speakers_table.parquet").to_pylist()
+    named = {v["name"]: v for v in voices if v["name"]}
+    assert set(named) == {"Barack_Obama", "Rose_Leslie"}
+    assert all(v["character_name"] == n and v["n_files"] == 2 and len(v["centroid"]) == 256 for n, v in named.items())
     # The static HTML report opens from disk: every picture it shows exists beside it.
     import re
     page = (ws / "library" / "report.html").read_text()
