@@ -163,8 +163,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
                            detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})",
                            gallery=list(names.gallery.values()), subtitles=names.subtitles)
     write_text(ws.library_dir / "report.md", report)
-    sources = name_sources({cid: m.name for cid, m in names.gallery.items()},
-                           names.subtitles.character_names if names.subtitles else {})
+    sources = name_sources(names.gallery.values(), names.subtitles.character_names if names.subtitles else {})
     write_text(ws.library_dir / "report.html",
                render_html(str(lib), ordered, ws.library_dir / "report.html", ws.library_dir / "characters", sources))
     publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from tasks.formats import read_timeline_json, sanitize_label
+from tasks.gallery import GalleryMatch
 from tasks.records import VideoResult
 
 STYLE = """body{font:14px/1.4 sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -63,8 +64,10 @@ def render_html(library: str, results: Sequence[VideoResult], out: Path, sheets:
     return "\n".join(parts) + "\n"
 
 
-def name_sources(gallery_names: dict[str, str], subtitle_names: dict[str, str]) -> dict[str, str]:
-    """Sheet file stem -> "gallery" or "subtitles" for every named character."""
+def name_sources(gallery: Iterable[GalleryMatch], subtitle_names: dict[str, str]) -> dict[str, str]:
+    """Sheet file stem -> where its name came from: "subtitles", or "gallery" with the distance to the photo
+    (and whether it was named only as the photo's clear nearest: worth a look)."""
     out = {sanitize_label(n): "subtitles" for n in subtitle_names.values()}
-    out.update({sanitize_label(n): "gallery" for n in gallery_names.values()})
+    out.update({sanitize_label(m.name): f"gallery, {m.distance:.2f} from the photo"
+                + (", its clear nearest" if m.rule == "mutual" else "") for m in gallery})
     return out

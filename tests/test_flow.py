@@ -61,6 +61,7 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
     assert {(m["name"], m["rule"]) for m in matches} == {("lin_manuel_miranda", "threshold"), ("barack_obama", "mutual")}
     report = (ws / "library" / "report.md").read_text()
     assert "## Names from the gallery" in report
+    assert "barack_obama <small>(named from gallery, 0.6" in (ws / "library" / "report.html").read_text()
     assert any(line.startswith("| character_") and "| barack_obama |" in line and line.endswith("| mutual |")
                for line in report.splitlines())
 
