@@ -206,28 +206,27 @@ def _table(reg: Registry) -> pa.Table:
     }, metadata={b"kind": reg.kind.encode(), b"metric": reg.metric.encode(), b"space": reg.space.encode()})
 
 
-def _stored_space(schema: pa.Schema, kind: str) -> str:
-    return (schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
-
-
-def _refuse(path: Path, kind: str, stored: str, space: str) -> None:
-    raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
-                     f"use a separate --workspace per embedder")
+def _check_space(path: Path, kind: str, schema: pa.Schema, rows: int, space: str | None) -> str:
+    """The space the file at `path` records (its kind's default when it records none); a ValueError when
+    `space` is given, differs, and the file holds vectors: another embedder's cannot be compared with this run's."""
+    stored = (schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
+    if space is not None and space != stored and rows:
+        raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
+                         f"use a separate --workspace per embedder")
+    return stored
 
 
 def load_registry(path: Path, kind: str, metric: Metric, space: str | None = None) -> Registry:
     """The registry at `path`; with `space`, one whose vectors are in that space (an empty one takes it),
-    else a ValueError: vectors of another embedder cannot be compared with this run's."""
+    else the ValueError of _check_space."""
     if not path.exists():
         return Registry(kind, metric, space=space or "")
     t = pq.read_table(path)
-    stored = _stored_space(t.schema, kind)
+    stored = _check_space(path, kind, t.schema, t.num_rows, space)
     cols = t.to_pydict()
     members = [Member(v, k, l, g, w, np.asarray(e, np.float32)) for v, k, l, g, w, e in
                zip(cols["video"], cols["video_key"], cols["local_id"], cols["global_id"], cols["weight"],
                    cols["embedding"])]
-    if space is not None and space != stored and members:
-        _refuse(path, kind, stored, space)
     return Registry(kind, metric, members, space if space is not None else stored)
 
 
@@ -237,9 +236,7 @@ def check_spaces(workspace, face: str, voice: str) -> None:
     for path, kind, space in zip(registry_paths(workspace), ("character", "speaker"), (face, voice)):
         if path.exists():
             meta = pq.ParquetFile(path)
-            stored = _stored_space(meta.schema_arrow, kind)
-            if space != stored and meta.metadata.num_rows:
-                _refuse(path, kind, stored, space)
+            _check_space(path, kind, meta.schema_arrow, meta.metadata.num_rows, space)
 
 
 def save_registry(path: Path, reg: Registry) -> None:
