@@ -75,8 +75,10 @@ def cooccurrence(turns: Sequence[SpeechTurn], tracks: Sequence[Track], character
     together: dict[tuple[str, str], float] = defaultdict(float)
     for turn in turns:
         speech[turn.speaker] += turn.duration
-        # Pieces do not overlap and are sorted: only those from the one before the turn's start on can touch it.
-        for piece, visible in pieces[max(0, bisect.bisect_right(starts, turn.start) - 1):]:
+        # Pieces do not overlap and are sorted: only those from the one before the turn's start on can touch it
+        # (indexed, not sliced: a slice would copy the rest of the pieces for every turn).
+        for k in range(max(0, bisect.bisect_right(starts, turn.start) - 1), len(pieces)):
+            piece, visible = pieces[k]
             if piece.start >= turn.end:
                 break
             ov = min(turn.end, piece.end) - max(turn.start, piece.start)
