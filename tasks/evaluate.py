@@ -144,16 +144,17 @@ def _uem(start: float, end: float):
     return Timeline([Segment(start, end)])
 
 
+def overlapped_seconds(turns: Sequence[SpeechTurn]) -> float:
+    """Reference speech time spoken over someone else: at each moment, every speaker beyond the first."""
+    edges = sorted({x for t in turns for x in (t.start, t.end)})
+    return sum(max(0, len(_active(turns, (a + b) / 2)) - 1) * (b - a) for a, b in zip(edges, edges[1:]))
+
+
 def overlap_share(turns: Sequence[SpeechTurn]) -> float:
     """Share of the reference speech time spoken over someone else: a diarizer that gives one speaker
     at a time misses at least this much (its DER floor; 1 - this is its attribution ceiling)."""
-    edges = sorted({x for t in turns for x in (t.start, t.end)})
     total = sum(t.duration for t in turns)
-    excess = 0.0
-    for a, b in zip(edges, edges[1:]):
-        active = len(_active(turns, (a + b) / 2))
-        excess += max(0, active - 1) * (b - a)
-    return excess / total if total else 0.0
+    return overlapped_seconds(turns) / total if total else 0.0
 
 
 def diarization_scores(refs: dict[str, list[SpeechTurn]], hyps: dict[str, list[SpeechTurn]],
@@ -225,8 +226,6 @@ def alignment_scores(truth: dict, speech: Sequence[SpeechTurn], label_identity: 
         edges = sorted(cuts)
         for a, b in zip(edges, edges[1:]):
             mid, dur = (a + b) / 2, b - a
-            speaking = sum(t["start"] <= mid < t["end"] for t in truth["turns"])
-            secs["overlapped"] += dur * (speaking - 1) / speaking
             labels = _active(speech, mid)
             chars = [lab for lab in labels if not lab.startswith(OFFSCREEN_PREFIX)]
             secs["speech"] += dur
@@ -240,6 +239,7 @@ def alignment_scores(truth: dict, speech: Sequence[SpeechTurn], label_identity: 
                 secs["offscreen_visible" if turn["identity"] in visible else "offscreen_not_visible"] += dur
             else:
                 secs["missed"] += dur
+    secs["overlapped"] = overlapped_seconds([SpeechTurn(t["start"], t["end"], t["identity"]) for t in truth["turns"]])
     return alignment_summary(secs)
 
 
