@@ -26,7 +26,7 @@ from tasks.identities import NAMES_JSON, VideoStages, global_view, read_names
 from tasks.records import SpeechTurn
 from tasks.registry import load_registries
 from tasks.stage import Progress
-from tasks.workspace import Workspace, code_version, file_digest, params_digest
+from tasks.workspace import Workspace, code_version, file_digest, folder_identity, params_digest
 
 CACHE_STAGE = "audio_features"
 LAST_RUN = "last_run.json"
@@ -101,8 +101,7 @@ class AudioFeatures(ABC):
         from transformers.utils import cached_file
 
         folder = Path(cached_file(self.model_id, "config.json", local_files_only=True)).parent
-        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
-        return {"backend": self.backend, "model": self.model_id, "files": files}
+        return {"backend": self.backend, "model": self.model_id, "files": folder_identity(folder)}
 
 
 class WhisperFeatures(AudioFeatures):

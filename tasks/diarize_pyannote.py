@@ -24,7 +24,7 @@ from tasks.audio_stream import AudioStream
 from tasks.config import DiarizeParams
 from tasks.records import Segment, SpeechTurn
 from tasks.stage import Progress
-from tasks.workspace import file_digest, params_digest
+from tasks.workspace import folder_identity, params_digest
 
 # The library flow diarizes videos in threads; a pyannote pipeline is not documented as safe to share
 # between threads, so loading and calls take turns (each call already uses every core through torch).
@@ -73,12 +73,10 @@ def segmentation_specifications():
 
 
 def model_digest(model: str) -> str:
-    """Digest of every file of the pipeline's folder (config and checkpoints): new weights in the same
+    """Digest of the files of the pipeline's folder (config and checkpoints): new weights in the same
     folder, or a new snapshot of the same id, must not reuse turns cached from the old ones."""
     source = resolve(model)
-    folder = source if source.is_dir() else source.parent
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return params_digest([(str(p.relative_to(folder)), file_digest(p)) for p in files])
+    return params_digest(folder_identity(source if source.is_dir() else source.parent))
 
 
 @functools.lru_cache(maxsize=1)

@@ -34,6 +34,14 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def folder_identity(folder: str | Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime) of every file under a model folder: replacing weights or settings changes
+    it, and stat calls cost nothing where hashing the weights would cost seconds per use."""
+    folder = Path(folder)
+    return sorted((p.relative_to(folder).as_posix(), (st := p.stat()).st_size, st.st_mtime_ns)
+                  for p in folder.rglob("*") if p.is_file())
+
+
 def params_digest(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
