@@ -26,7 +26,7 @@ from tasks.identities import NAMES_JSON, VideoStages, global_view, read_names
 from tasks.records import SpeechTurn
 from tasks.registry import load_registries
 from tasks.stage import Progress
-from tasks.workspace import Workspace, code_version, file_digest, folder_identity, params_digest
+from tasks.workspace import Workspace, code_version, folder_identity, params_digest
 
 CACHE_STAGE = "audio_features"
 LAST_RUN = "last_run.json"
@@ -183,7 +183,7 @@ class VideoTurns:
 
 def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTurns], list[str]]:
     """The turns of every video of the last run that has audio, and the names of those without audio.
-    A video's cached features are keyed by its turns file and WAV contents, the extractor and this code."""
+    A video's cached features are keyed by its turns and WAV stage results, the extractor and this code."""
     last_run = ws.library_dir / LAST_RUN
     if not last_run.is_file():
         raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
@@ -201,7 +201,8 @@ def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTu
         if stages.wav is None:  # a run of an older castline, which did not record it
             raise FileNotFoundError(f"{stages.name}: the last run did not record its audio: run `castline run` again")
         wav = stages.wav
-        key = params_digest(file_digest(stages.turns), file_digest(wav), identity, code_version(__name__))
+        # Stage results are named by their own content keys (tasks/workspace.py): no need to hash them again.
+        key = params_digest(stages.turns.name, wav.name, identity, code_version(__name__))
         turns = [t for t in global_view(stages, registries, names).turns if t.duration > 0]
         videos.append(VideoTurns(stages.name, turns, wav,
                                  ws.root / "cache" / CACHE_STAGE / stages.probe.parent.name / f"{key}.npy"))
