@@ -331,7 +331,7 @@ def audio_features(
     if backend not in ("whisper", "ast"):
         _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
     from tasks.audio_features import export_audio_features, make_extractor
-    from tasks.embed_hf import ModelUnavailable
+    from tasks.errors import ModelUnavailable
     from tasks.stage import ProgressBar
 
     try:

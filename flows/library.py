@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
+from tasks.errors import ModelUnavailable
 from tasks.artifacts import library_key, publish_run_artifacts
 from tasks.character_outputs import character_outputs_task
 from tasks.config import RunConfig
@@ -124,7 +125,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
         try:
             results[video_name(lib, v)] = process_video(v, video_name(lib, v), ws, config, finished_only=True)
             logger.info("%s: every stage finished in an earlier run", video_name(lib, v))
-        except (NotFinished, MediaError, OSError):  # the subflow runs it, or reports why not
+        except (NotFinished, MediaError, ModelUnavailable, OSError):  # the subflow runs it, or reports why not
             pending.append(v)
     # One video left to run gets all the cores, not a share meant for `parallel` videos.
     _set_torch_threads(min(config.parallel, max(1, len(pending))))

@@ -13,10 +13,7 @@ import numpy as np
 import torch
 
 from tasks.contact_sheet import crop_box, letterbox
-
-
-class ModelUnavailable(RuntimeError):
-    """The model is neither a local folder nor in the local Hugging Face cache."""
+from tasks.errors import ModelUnavailable
 
 
 def _offline(loader, model: str, **kwargs):
@@ -24,8 +21,7 @@ def _offline(loader, model: str, **kwargs):
     try:
         return loader.from_pretrained(model, local_files_only=True, **kwargs)
     except OSError as e:
-        raise ModelUnavailable(f"model {model} is not available offline: put it in the Hugging Face cache "
-                               f"or give a local path") from e
+        raise ModelUnavailable.offline(model) from e
 
 
 def grid_cells(crop: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
