@@ -10,12 +10,13 @@ screen for enough of its speech. Backend: co-occurrence scoring, one-to-one with
 from __future__ import annotations
 
 import bisect
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from tasks.config import AlignParams
-from tasks.formats import read_characters, read_tracks, read_turns, write_evidence
+from tasks.formats import read_characters, read_frames, read_tracks, read_turns, write_evidence
 from tasks.records import Character, Cooccurrence, Segment, SpeakerLink, SpeechTurn, Track
 from tasks.stage import stage_task
 
@@ -29,6 +30,13 @@ def merge_intervals(intervals: Sequence[tuple[float, float]], gap: float = 0.0) 
         else:
             out.append([start, end])
     return [Segment(s, e) for s, e in out]
+
+
+def sampling_interval(frames_index: Path, fps: float) -> float:
+    """Seconds each sampled frame stands for: the median gap (keyframes are irregular), else 1/fps."""
+    times = [f.t for f in read_frames(frames_index)]
+    gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return statistics.median(gaps) if gaps else 1.0 / fps
 
 
 def box_intervals(track: Track, interval: float) -> list[tuple[float, float]]:

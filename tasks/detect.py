@@ -163,6 +163,12 @@ def make_detector(params: DetectParams) -> FaceDetector:
     raise ValueError(f"unknown face detector backend {params.backend!r}")
 
 
+def model_files(params: DetectParams) -> list[Path]:
+    """Weights the backend reads that no pip package pins: a trained YOLO's, which a new training run may
+    overwrite at the same path."""
+    return [Path(params.yolo_weights)] if params.backend == "yolo" and params.yolo_weights else []
+
+
 def resolve_backend(params: DetectParams, workspace_root: str | Path) -> tuple[DetectParams, str]:
     """Backend `auto` made concrete, with the reason: the newest YOLO detector registered in this workspace
     that passes the quality gate (its weights path then keys the cache, so a newly trained one re-runs

@@ -19,6 +19,7 @@ from tasks.contact_sheet import crop_box
 from tasks.pooling import pool, quality
 from tasks.records import Box, Frame, Track
 from tasks.stage import Progress, ProgressBar, stage_task
+from tasks.workspace import model_folder
 
 DIM = 128
 
@@ -85,6 +86,12 @@ def make_embedder(params: EmbedParams):
 
     cls = ClipEmbedder if params.backend == "clip" else ViTEmbedder
     return cls(params.model, size=params.size, margin=params.margin, grid=tuple(params.grid) if params.grid else None)
+
+
+def model_files(params: EmbedParams) -> list[Path]:
+    """The Hugging Face model folder clip/vit read (dlib's weights ship in a pip package); ModelUnavailable when
+    it is neither on disk nor in the local cache."""
+    return [model_folder(params.model)] if params.backend != "dlib" and params.model else []
 
 
 # Below this many frames with faces per worker, starting worker processes costs more than they save.

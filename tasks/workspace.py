@@ -1,16 +1,16 @@
 """Where every result lives, and the keys that make re-runs skip finished work.
 
 In: a workspace folder, a video path, stage names and parameters. Out: stable paths
-`cache/<stage>/<video-id>/<key>.<ext>` whose key hashes the video's content, the stage's parameters,
-the upstream keys and the stage module's source; human-facing outputs under `videos/<name>/` and
-`library/`. A result exists only once it was renamed into place, so "exists" means "finished".
+`cache/<stage>/<video-id>/<key>.<ext>` whose key (tasks/pipeline.py) hashes the video's content, the stage's
+parameters, the upstream keys, the source of the stage module and of every castline module it imports, and
+the stats of its model files; human-facing outputs under `videos/<name>/` and `library/`. A result exists
+only once it was renamed into place, so "exists" means "finished".
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
-import importlib
-import inspect
 import json
 import re
 import shutil
@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from tasks.errors import ModelUnavailable
 from tasks.formats import TEMP_SUFFIX, read_json, write_json
 
 _HASH_CHUNK = 1 << 20
@@ -42,16 +43,85 @@ def folder_identity(folder: str | Path) -> list[tuple[str, int, int]]:
                   for p in folder.rglob("*") if p.is_file())
 
 
+def model_identity(path: str | Path) -> list[tuple[str, int, int]]:
+    """folder_identity of a model folder, or of a single weights file (named by its file name)."""
+    path = Path(path)
+    if path.is_dir():
+        return folder_identity(path)
+    if path.is_file():
+        return [(path.name, (st := path.stat()).st_size, st.st_mtime_ns)]
+    raise ModelUnavailable(f"model file not found: {path}")
+
+
+def model_folder(model: str) -> Path:
+    """The files of a Hugging Face model: `model` itself when it is a local folder, else the snapshot of the id
+    in the local cache (looked up with local_files_only: never downloaded)."""
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception as e:  # HFValidationError (not an id), LocalEntryNotFoundError (not in the cache)
+        raise ModelUnavailable.offline(model) from e
+
+
 def params_digest(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the `tasks` package
+
+
+def module_file(module_name: str) -> Path | None:
+    """The source file of a castline module, found without importing it (importing a backend would load
+    torch); None for a name that is not a module, such as a function imported from one."""
+    rel = Path(*module_name.split("."))
+    for candidate in (_PACKAGE_ROOT / rel.with_suffix(".py"), _PACKAGE_ROOT / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 @lru_cache(maxsize=None)
+def module_source(module_name: str) -> str:
+    return module_file(module_name).read_text(encoding="utf-8")
+
+
 def code_version(module_name: str) -> str:
-    """Hash of a stage module's source: editing a stage invalidates its cached results."""
-    source = inspect.getsource(importlib.import_module(module_name))
-    return hashlib.blake2b(source.encode(), digest_size=6).hexdigest()
+    """Hash of one module's source."""
+    return hashlib.blake2b(module_source(module_name).encode(), digest_size=6).hexdigest()
+
+
+def _imported(source: str) -> set[str]:
+    """Castline modules a source imports anywhere, including inside functions (how backends are loaded)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from tasks import formats` imports a module by the name it lists.
+            names.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+    return {n for n in names if n.split(".")[0] == "tasks" and module_file(n) is not None}
+
+
+@lru_cache(maxsize=None)
+def module_closure(module_name: str) -> tuple[str, ...]:
+    """The module and every castline module it imports, directly or through others, sorted."""
+    seen, todo = set(), [module_name]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _imported(module_source(name))
+    return tuple(sorted(seen))
+
+
+def code_fingerprint(module_name: str) -> str:
+    """Hash of the source of a module and everything it imports from castline: editing a backend, a helper or
+    a format invalidates the results of every stage that uses it."""
+    return params_digest([(m, code_version(m)) for m in module_closure(module_name)])
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+")
@@ -73,10 +143,6 @@ class StageKey:
     stage: str
     video_id: str
     key: str
-
-    def chain(self, stage: str, module: str, params: Any) -> "StageKey":
-        """The key of a downstream stage fed by this one."""
-        return StageKey(stage, self.video_id, params_digest(self.key, stage, code_version(module), params))
 
 
 @dataclass(frozen=True)
@@ -103,10 +169,6 @@ class Workspace:
         digest = file_digest(video)
         write_json(index_path, {"path": str(video.resolve()), "stamp": stamp, "digest": digest})
         return digest
-
-    def root_key(self, video: str | Path, stage: str, module: str, params: Any) -> StageKey:
-        vid = self.video_id(video)
-        return StageKey(stage, vid, params_digest(vid, stage, code_version(module), params))
 
     # -- paths --
     def stage_path(self, key: StageKey, ext: str) -> Path:

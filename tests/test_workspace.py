@@ -16,16 +16,24 @@ def test_video_id_follows_content_not_path(tmp_path, sample_dir):
     assert ws.video_id(a) != ws.video_id(b)
 
 
-def test_keys_change_with_params_and_chain(tmp_path, sample_dir):
+def test_a_parameter_rekeys_its_stage_and_what_follows_only(tmp_path, sample_dir):
+    from tasks.config import RunConfig
+    from tasks.pipeline import STAGES, StageKeys
+
     ws = Workspace.open(tmp_path)
-    video = sample_dir / "hamilton.mp4"
-    k1 = ws.root_key(video, "probe", "tasks.demux", {})
-    assert k1 == ws.root_key(video, "probe", "tasks.demux", {})
-    f1 = k1.chain("frames", "tasks.demux", {"fps": 1})
-    f2 = k1.chain("frames", "tasks.demux", {"fps": 2})
-    assert f1.key != f2.key
-    assert f1.chain("detect", "tasks.demux", {}).key != f2.chain("detect", "tasks.demux", {}).key
-    assert ws.stage_path(f1, ".json").parent.name == k1.video_id[:16]
+    vid = ws.video_id(sample_dir / "hamilton.mp4")
+    base = StageKeys(vid, RunConfig())
+    assert base["detect"] == StageKeys(vid, RunConfig())["detect"]
+    assert STAGES["detect"].result(ws, base["detect"]).parent.name == vid[:16]
+
+    def changed(cfg):
+        keys = StageKeys(vid, cfg)
+        return {name for name in STAGES if keys[name] != base[name]}
+
+    assert changed(RunConfig(demux={"fps": 2})) == {"frames", "detect", "track", "embed", "cluster", "align"}
+    assert changed(RunConfig(detect={"min_score": 0.8})) == {"detect", "track", "embed", "cluster", "align"}
+    assert changed(RunConfig(vad={"threshold": 0.5})) == {"vad", "diarize", "align"}
+    assert changed(RunConfig(embed={"workers": 4})) == set()
 
 
 def test_remove_partials(tmp_path):

@@ -1,0 +1,111 @@
+"""Stage keys (tasks/pipeline.py): a result is reused only while every code and model file it depends on is the same."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks import workspace
+from tasks.config import RunConfig
+from tasks.errors import ModelUnavailable
+from tasks.pipeline import STAGES, StageKeys
+
+VIDEO_ID = "0123456789abcdef" * 2
+VISUAL_AFTER_EMBED = {"embed", "cluster", "align"}
+
+
+def keys_of(cfg: RunConfig = RunConfig(), skipped=()) -> dict[str, str | None]:
+    keys = StageKeys(VIDEO_ID, cfg)
+    keys.skip(skipped)
+    return {name: k.key if (k := keys[name]) else None for name in STAGES}
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
+@pytest.fixture
+def edit(monkeypatch):
+    """edit("tasks.pooling") -> from then on, the key computation reads that module's source with one more line,
+    as if the file had been edited."""
+    real = workspace.module_source
+
+    def edit_module(edited: str) -> None:
+        monkeypatch.setattr(workspace, "module_source",
+                            lambda name: real(name) + ("\n# edited\n" if name == edited else ""))
+    return edit_module
+
+
+@pytest.mark.parametrize("module, rekeyed", [
+    # backends and helpers imported inside functions or from another module, not only the stage module
+    ("tasks.pooling", VISUAL_AFTER_EMBED),
+    ("tasks.embed_hf", VISUAL_AFTER_EMBED),
+    ("tasks.contact_sheet", VISUAL_AFTER_EMBED),
+    ("tasks.yolo_detector", {"detect", "track"} | VISUAL_AFTER_EMBED),
+    ("tasks.audio_stream", {"vad", "diarize", "align"}),
+    ("tasks.diarize_pyannote", {"diarize", "align"}),
+    ("tasks.cluster", {"cluster", "diarize", "align"}),  # the offline diarizer links with its average_linkage
+    ("tasks.align", {"align"}),
+    ("tasks.demux", set(STAGES)),
+    ("tasks.formats", set(STAGES)),
+    ("tasks.report", set()),
+])
+def test_editing_a_module_rekeys_the_stages_using_it_and_what_follows(edit, module, rekeyed):
+    before = keys_of()
+    edit(module)
+    assert changed(before, keys_of()) == rekeyed
+
+
+def test_every_module_edit_rekeys_whole_downstream_chains(edit):
+    """Whatever castline module is edited, no stage keeps its key while a stage it reads changes."""
+    before = keys_of()
+    for path in sorted(Path(workspace.__file__).parent.glob("*.py")):
+        edit(f"tasks.{path.stem}")
+        rekeyed = changed(before, keys_of())
+        for name in rekeyed:
+            readers = {s.name for s in STAGES.values() if name in s.upstream}
+            assert readers <= rekeyed, (path.name, name)
+
+
+def write_model(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "clip"}')
+    (folder / "model.safetensors").write_bytes(b"\0" * 64)
+    return folder
+
+
+def test_a_changed_clip_model_file_rekeys_embed(tmp_path):
+    model = write_model(tmp_path / "clip")
+    cfg = RunConfig(embed={"backend": "clip", "model": str(model)})
+    before = keys_of(cfg)
+    os.utime(model / "model.safetensors", ns=(0, 1_000_000_000))  # weights replaced: same size, another time
+    after = keys_of(cfg)
+    assert changed(before, after) == VISUAL_AFTER_EMBED
+    (model / "preprocessor_config.json").write_text("{}")
+    assert changed(after, keys_of(cfg)) == VISUAL_AFTER_EMBED
+
+
+def test_retrained_yolo_weights_at_the_same_path_rekey_detect(tmp_path):
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"\0" * 64)
+    cfg = RunConfig(detect={"backend": "yolo", "yolo_weights": str(weights)})
+    before = keys_of(cfg)
+    weights.write_bytes(b"\1" * 80)
+    assert changed(before, keys_of(cfg)) == {"detect", "track"} | VISUAL_AFTER_EMBED
+
+
+def test_a_missing_model_is_a_model_unavailable_error(tmp_path, no_network):
+    with pytest.raises(ModelUnavailable, match="is not available offline"):
+        StageKeys(VIDEO_ID, RunConfig(embed={"backend": "vit", "model": "nobody/no-such-vit"}))["embed"]
+    with pytest.raises(ModelUnavailable, match="not found"):
+        StageKeys(VIDEO_ID, RunConfig(detect={"backend": "yolo", "yolo_weights": str(tmp_path / "gone.pt")}))["detect"]
+
+
+def test_a_missing_pyannote_model_is_needed_by_videos_with_audio_only(tmp_path, no_network):
+    pyannote = RunConfig(diarize={"backend": "pyannote", "model": str(tmp_path / "no-pipeline")})
+    with pytest.raises(ModelUnavailable, match="not available offline"):
+        StageKeys(VIDEO_ID, pyannote)["diarize"]
+    # A video without audio never runs the diarize stage, so it does not need its model.
+    silent = ["audio", "vad", "diarize"]
+    assert keys_of(pyannote, skipped=silent)["align"] == keys_of(skipped=silent)["align"]
