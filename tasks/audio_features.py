@@ -26,7 +26,7 @@ from tasks.identities import NAMES_JSON, VideoStages, global_view, read_names
 from tasks.records import SpeechTurn
 from tasks.registry import load_registries
 from tasks.stage import Progress
-from tasks.workspace import Workspace, code_version, folder_identity, params_digest
+from tasks.workspace import Workspace, code_fingerprint, folder_identity, params_digest
 
 CACHE_STAGE = "audio_features"
 LAST_RUN = "last_run.json"
@@ -163,7 +163,7 @@ BACKENDS: dict[str, type[AudioFeatures]] = {cls.backend: cls for cls in (Whisper
 
 def make_extractor(backend: str, model: str | Path, **kwargs: Any) -> AudioFeatures:
     """The backend's extractor for a local folder or a Hugging Face id in the local cache; ModelUnavailable
-    (tasks/embed_hf.py) when it is neither."""
+    (tasks/errors.py) when it is neither."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown audio backend {backend!r}: use one of {', '.join(BACKENDS)}")
     return BACKENDS[backend](model, **kwargs)
@@ -183,7 +183,8 @@ class VideoTurns:
 
 def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTurns], list[str]]:
     """The turns of every video of the last run that has audio, and the names of those without audio.
-    A video's cached features are keyed by its turns and WAV stage results, the extractor and this code."""
+    A video's cached features are keyed by its turns and WAV stage results, the extractor and the code (this
+    module and every castline module it imports)."""
     last_run = ws.library_dir / LAST_RUN
     if not last_run.is_file():
         raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
@@ -202,7 +203,7 @@ def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTu
             raise FileNotFoundError(f"{stages.name}: the last run did not record its audio: run `castline run` again")
         wav = stages.wav
         # Stage results are named by their own content keys (tasks/workspace.py): no need to hash them again.
-        key = params_digest(stages.turns.name, wav.name, identity, code_version(__name__))
+        key = params_digest(stages.turns.name, wav.name, identity, code_fingerprint(__name__))
         turns = [t for t in global_view(stages, registries, names).turns if t.duration > 0]
         videos.append(VideoTurns(stages.name, turns, wav,
                                  ws.root / "cache" / CACHE_STAGE / stages.probe.parent.name / f"{key}.npy"))
