@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 
+from conftest import SAMPLE, ffmpeg
 from tasks.formats import read_timeline_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,3 +84,28 @@ def test_inspect_reports_plan_and_errors(media_dir):
     assert ok.returncode == 0 and "audio stages will be skipped" in ok.stdout
     bad = castline("inspect", str(media_dir / "text.mp4"))
     assert bad.returncode == 1 and "text.mp4" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_pyannote_model_fails_the_videos_with_audio_only(media_dir, tmp_path):
+    lib = tmp_path / "library"
+    lib.mkdir()
+    ffmpeg("-i", str(SAMPLE / "hamilton.mp4"), "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", str(lib / "a.mp4"))
+    shutil.copy(media_dir / "video_only.mp4", lib / "video_only.mp4")
+    pipeline = tmp_path / "pipeline"
+    pipeline.mkdir()
+    (pipeline / "config.yaml").write_text("not: a pipeline\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"detect:\n  backend: haar\ndiarize:\n  backend: pyannote\n  model: {pipeline}\n")
+    ws = tmp_path / "ws"
+    # The first run finishes every stage before diarization (a.mp4 then fails on the broken pipeline); the second
+    # finds the model gone, both in its check for finished videos and in a.mp4's own run.
+    castline("run", str(lib), "--workspace", str(ws), "--config", str(config))
+    shutil.rmtree(pipeline)
+    second = castline("run", str(lib), "--workspace", str(ws), "--config", str(config))
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "1 video(s) succeeded, 1 failed" in second.stdout
+    failed = [line for line in second.stdout.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 1 and failed[0].startswith("FAILED a.mp4: pyannote pipeline ")
+    assert "is not available offline" in failed[0]
+    summary = json.loads((ws / "library" / "last_run.json").read_text())
+    assert summary["succeeded"] == ["video_only.mp4"] and "\n" not in summary["failed"][0]["error"]
