@@ -40,7 +40,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     stage is already finished (no Prefect run needed), else raise NotFinished."""
     started = time.perf_counter()
     result = VideoResult(video=name, ok=True)
-    paths: dict[str, Path | None] = dict.fromkeys(AUDIO_STAGES)
+    paths: dict[str, Path | None] = dict.fromkeys(AUDIO_STAGES)  # skipped: align is then given no turns
 
     def run(stage: str, task, *args, **kwargs) -> Path:
         """The stage's task on `args` then the results of the stages it reads (tasks/pipeline.py), into the

@@ -4,7 +4,8 @@ In: a video's content hash and the RunConfig. Out: each stage's StageKey, hence 
 `cache/<stage>/<video-hash>/<key><suffix>`. A key hashes the keys of the stages the stage reads, its parameters,
 the source of its module and of every castline module that one imports (tasks/workspace.py code_fingerprint:
 backends imported inside functions included) and the file stats of the model files it names. flows/video.py
-runs the stages in this order, so a stage or a backend added there cannot be missing from its key.
+runs each stage by its name here and hands it the results its declaration reads, so no stage runs without a
+key, and a backend or helper module is covered as soon as the stage imports it, without being listed.
 
 Model files hook: a stage whose weights are not pinned by a pip package names them with a function of its module,
 `model_files(params) -> list[Path]` (tasks/detect.py, tasks/embed.py), raising tasks.errors.ModelUnavailable
@@ -38,7 +39,7 @@ class Stage:
     suffix: str  # of its result; "" for a folder
     params: Callable[[RunConfig], Any] = _no_params  # what in the configuration decides its result
     model_files: Callable[[RunConfig], Sequence[Path]] = _no_models  # weights files or folders it reads
-    index: str | None = None  # the file of a folder result that stands for it
+    index: str | None = None  # for a folder result: the file inside it that readers are given
 
     def key(self, video_id: str, cfg: RunConfig, upstream: Sequence[StageKey | None]) -> StageKey:
         # A stage that reads nothing reads the video itself; a skipped upstream stage (no audio) hashes as None.
