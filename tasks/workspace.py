@@ -94,15 +94,21 @@ def code_version(module_name: str) -> str:
     return hashlib.blake2b(module_source(module_name).encode(), digest_size=6).hexdigest()
 
 
-def _imported(source: str) -> set[str]:
-    """Castline modules a source imports anywhere, including inside functions (how backends are loaded)."""
+def _imported(module_name: str) -> set[str]:
+    """Castline modules a module imports anywhere, including inside functions (how backends are loaded)."""
+    is_package = module_file(module_name).name == "__init__.py"
+    package = module_name if is_package else module_name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse(module_source(module_name))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package, one package up per extra dot
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
             # `from tasks import formats` imports a module by the name it lists.
-            names.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+            names.update([base, *(f"{base}.{a.name}" for a in node.names)])
     return {n for n in names if n.split(".")[0] == "tasks" and module_file(n) is not None}
 
 
@@ -114,7 +120,7 @@ def module_closure(module_name: str) -> tuple[str, ...]:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo += _imported(module_source(name))
+            todo += _imported(name)
     return tuple(sorted(seen))
 
 

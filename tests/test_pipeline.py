@@ -60,12 +60,25 @@ def test_editing_a_module_rekeys_the_stages_using_it_and_what_follows(edit, modu
 def test_every_module_edit_rekeys_whole_downstream_chains(edit):
     """Whatever castline module is edited, no stage keeps its key while a stage it reads changes."""
     before = keys_of()
-    for path in sorted(Path(workspace.__file__).parent.glob("*.py")):
-        edit(f"tasks.{path.stem}")
+    root = Path(workspace.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(["tasks", *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+        edit(module)
         rekeyed = changed(before, keys_of())
         for name in rekeyed:
             readers = {s.name for s in STAGES.values() if name in s.upstream}
-            assert readers <= rekeyed, (path.name, name)
+            assert readers <= rekeyed, (module, name)
+
+
+def test_a_module_imported_relatively_inside_a_function_is_covered(monkeypatch):
+    real = workspace.module_source
+    lazy = "\n\ndef backend():\n    from .pooling import pool\n"
+    monkeypatch.setattr(workspace, "module_source", lambda name: real(name) + (lazy if name == "tasks.track" else ""))
+    workspace.module_closure.cache_clear()
+    try:
+        assert "tasks.pooling" in workspace.module_closure("tasks.track")
+    finally:
+        workspace.module_closure.cache_clear()
 
 
 def write_model(folder: Path) -> Path:
