@@ -59,10 +59,11 @@ def model_folder(model: str) -> Path:
     if Path(model).expanduser().is_dir():
         return Path(model).expanduser()
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
 
     try:
         return Path(snapshot_download(model, local_files_only=True))
-    except Exception as e:  # HFValidationError (not an id), LocalEntryNotFoundError (not in the cache)
+    except (HFValidationError, FileNotFoundError) as e:  # not an id; not in the cache (LocalEntryNotFoundError)
         raise ModelUnavailable.offline(model) from e
 
 
