@@ -85,7 +85,7 @@ def module_file(module_name: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=None)  # read once per process, not once per stage and video
 def module_source(module_name: str) -> str:
     return module_file(module_name).read_text(encoding="utf-8")
 
