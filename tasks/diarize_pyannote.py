@@ -22,6 +22,7 @@ import numpy as np
 
 from tasks.audio_stream import AudioStream
 from tasks.config import DiarizeParams
+from tasks.errors import ModelUnavailable
 from tasks.records import Segment, SpeechTurn
 from tasks.stage import Progress
 from tasks.workspace import folder_identity, params_digest
@@ -29,10 +30,6 @@ from tasks.workspace import folder_identity, params_digest
 # The library flow diarizes videos in threads; a pyannote pipeline is not documented as safe to share
 # between threads, so loading and calls take turns (each call already uses every core through torch).
 _LOCK = threading.Lock()
-
-
-class ModelUnavailable(RuntimeError):
-    """The pipeline is neither on disk nor (with everything it names) in the local Hugging Face cache."""
 
 
 def _unavailable(model: str, why: str) -> ModelUnavailable:
