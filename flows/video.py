@@ -1,5 +1,5 @@
 """Per-video flow: one video through demux → detect → track → embed → cluster, and
-audio → voice activity → diarize, then align its voices to its faces.
+audio → diarize, then align its voices to its faces.
 
 Each stage's result path is its cache key (tasks/pipeline.py), so a re-run skips finished stages and a
 killed run resumes from the last stage that completed. Bad input ends this video's run with a one-line
@@ -25,10 +25,9 @@ from tasks.formats import to_jsonable
 from tasks.pipeline import STAGES, StageKeys
 from tasks.records import VideoResult
 from tasks.track import track_task
-from tasks.vad import vad_task
 from tasks.workspace import Workspace
 
-AUDIO_STAGES = ["audio", "vad", "diarize"]
+AUDIO_STAGES = ["audio", "diarize"]
 
 
 class NotFinished(Exception):
@@ -71,8 +70,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         result.notes.append("no audio stream: audio stages skipped")
     else:
         run("audio", audio_task, video, sample_rate=cfg.demux.sample_rate)
-        run("vad", vad_task, params=cfg.vad)
-        run("diarize", diarize_task, params=cfg.diarize)
+        run("diarize", diarize_task, params=cfg.diarize, label=name)
     interval = sampling_interval(paths["frames"], cfg.demux.fps)
     run("align", align_task, interval=interval)
 

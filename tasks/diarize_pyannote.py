@@ -7,8 +7,8 @@ voice centroid per label (pyannote's per-speaker embedding: 256-d for WeSpeaker 
 Backend: pyannote.audio's SpeakerDiarization (segmentation, speaker embedding, clustering), loaded with
 `Pipeline.from_pretrained` from disk only.
 
-pyannote finds speech itself, so the VAD stage's segments are not used; its turns may overlap (two voices
-at once), which the offline backend's never do. The file is handed to pyannote as one preloaded waveform
+pyannote finds speech itself; its turns may overlap (two voices at once), and its DiarizeOutput's exclusive
+view gives them one speaker at a time. The file is handed to pyannote as one preloaded waveform
 (its fast path): 230 MB of memory per hour of audio.
 """
 from __future__ import annotations
@@ -16,16 +16,14 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from tasks.audio_stream import AudioStream
 from tasks.config import DiarizeParams
 from tasks.errors import ModelUnavailable
-from tasks.records import Segment, SpeechTurn
+from tasks.records import Diarization, SpeechTurn
 from tasks.stage import Progress
-from tasks.workspace import folder_identity, params_digest
 
 # The library flow diarizes videos in threads; a pyannote pipeline is not documented as safe to share
 # between threads, so loading and calls take turns (each call already uses every core through torch).
@@ -69,11 +67,11 @@ def segmentation_specifications():
                           powerset_max_classes=2, permutation_invariant=True)
 
 
-def model_digest(model: str) -> str:
-    """Digest of the files of the pipeline's folder (config and checkpoints): new weights in the same
-    folder, or a new snapshot of the same id, must not reuse turns cached from the old ones."""
+def model_folder(model: str) -> Path:
+    """The folder of the pipeline's files (config and checkpoints): new weights in the same folder, or a new
+    snapshot of the same id, must not reuse turns cached from the old ones."""
     source = resolve(model)
-    return params_digest(folder_identity(source if source.is_dir() else source.parent))
+    return source if source.is_dir() else source.parent
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,24 +99,30 @@ def load_pipeline(model: str):
     return pipeline
 
 
-def speaker_records(diarization, embeddings: np.ndarray) -> tuple[list[SpeechTurn], dict[str, np.ndarray]]:
-    """pyannote's result (a pyannote.core Annotation and one embedding row per `diarization.labels()`, as in
-    its DiarizeOutput) as castline records: turns sorted by start, labels renamed SPEAKER_00... in order of
-    first speech, each label's embedding L2-normalised.
+def speaker_records(diarization, exclusive, embeddings: np.ndarray) -> Diarization:
+    """pyannote's result (its DiarizeOutput's two Annotations and one embedding row per `diarization.labels()`)
+    as castline's record: turns sorted by start, labels renamed SPEAKER_00... in order of first speech, each
+    label's embedding L2-normalised.
 
     pyannote pads with zero rows the speakers its frame-level speaker count found beyond the clusters; such a
     centroid stays zero: at cosine distance 1 from every voice, it joins no library speaker."""
     rows = {label: i for i, label in enumerate(diarization.labels())}
-    tracks = sorted((float(seg.start), float(seg.end), rows[label])
-                    for seg, _, label in diarization.itertracks(yield_label=True))
+
+    def tracks(annotation):
+        return sorted((float(seg.start), float(seg.end), rows[label])
+                      for seg, _, label in annotation.itertracks(yield_label=True) if label in rows)
+
     order: dict[int, str] = {}
-    for _, _, row in tracks:
+    for _, _, row in tracks(diarization):
         order.setdefault(row, f"SPEAKER_{len(order):02d}")
     vectors = np.nan_to_num(np.asarray(embeddings, np.float64))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float32)
-    turns = [SpeechTurn(round(a, 3), round(b, 3), order[row]) for a, b, row in tracks]
-    return turns, {name: unit[row] for row, name in order.items()}
+
+    def records(annotation):
+        return [SpeechTurn(round(a, 3), round(b, 3), order[row]) for a, b, row in tracks(annotation) if row in order]
+
+    return Diarization(records(diarization), records(exclusive), {name: unit[row] for row, name in order.items()})
 
 
 def _hook(progress: Progress):
@@ -134,16 +138,15 @@ def _hook(progress: Progress):
     return hook
 
 
-def diarize(wav: Path, speech: Sequence[Segment], params: DiarizeParams,
-            progress: Progress = None) -> tuple[list[SpeechTurn], dict[str, np.ndarray]]:
-    """tasks/diarize.py's `diarize` contract with the pipeline `params.model`; `speech` is not used."""
+def diarize(wav: Path, params: DiarizeParams, progress: Progress = None) -> Diarization:
+    """tasks/diarize.py's `diarize` contract with the pipeline `params.model`."""
     import torch
 
     with AudioStream(wav) as stream:
         samples, rate = stream.read(0, stream.frames), stream.rate
     if not len(samples):
-        return [], {}
+        return Diarization([], [], {})
     audio = {"waveform": torch.from_numpy(samples)[None], "sample_rate": rate, "uri": Path(wav).stem}
     with _LOCK:
         output = load_pipeline(params.model)(audio, max_speakers=params.max_speakers, hook=_hook(progress))
-    return speaker_records(output.speaker_diarization, output.speaker_embeddings)
+    return speaker_records(output.speaker_diarization, output.exclusive_speaker_diarization, output.speaker_embeddings)

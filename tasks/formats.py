@@ -25,6 +25,7 @@ from tasks.records import (
     Box,
     Character,
     Cooccurrence,
+    Diarization,
     Frame,
     MediaInfo,
     Segment,
@@ -184,6 +185,18 @@ def write_turns(path: str | Path, turns: Sequence[SpeechTurn], **meta: Any) -> P
 
 def read_turns(path: str | Path) -> list[SpeechTurn]:
     return [SpeechTurn(**t) for t in read_json(path)["turns"]]
+
+
+def write_diarization(path: str | Path, result: Diarization) -> Path:
+    """A diarize stage result: turns, the exclusive view and the centroids, in one file."""
+    return write_turns(path, result.turns, exclusive=result.exclusive,
+                       centroids={k: v.tolist() for k, v in result.centroids.items()})
+
+
+def read_exclusive_turns(path: str | Path) -> list[SpeechTurn]:
+    """The one-speaker-at-a-time view of a turns file (the turns themselves for files written without one)."""
+    data = read_json(path)
+    return [SpeechTurn(**t) for t in data.get("exclusive", data["turns"])]
 
 
 def write_characters(path: str | Path, characters: Sequence[Character], **meta: Any) -> Path:

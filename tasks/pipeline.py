@@ -8,8 +8,8 @@ runs each stage by its name here and hands it the results its declaration reads,
 key, and a backend or helper module is covered as soon as the stage imports it, without being listed.
 
 Model files hook: a stage whose weights are not pinned by a pip package names them with a function of its module,
-`model_files(params) -> list[Path]` (tasks/detect.py, tasks/embed.py), raising tasks.errors.ModelUnavailable
-when a model is not there. The diarize stage still gives them inside `tasks.diarize.cache_inputs(params)`.
+`model_files(params) -> list[Path]` (tasks/detect.py, tasks/embed.py, tasks/diarize.py), raising
+tasks.errors.ModelUnavailable when a model is not there.
 """
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           lambda c: embed.model_files(c.embed)),
     Stage("cluster", "tasks.cluster", ("track", "embed"), ".json", lambda c: c.cluster.model_dump()),
     Stage("audio", "tasks.demux", ("probe",), ".wav", lambda c: c.demux.sample_rate),
-    Stage("vad", "tasks.vad", ("audio",), ".json", lambda c: c.vad.model_dump()),
-    Stage("diarize", "tasks.diarize", ("audio", "vad"), ".json", lambda c: diarize.cache_inputs(c.diarize)),
+    Stage("diarize", "tasks.diarize", ("audio",), ".json", lambda c: c.diarize.model_dump(),
+          lambda c: diarize.model_files(c.diarize)),
     Stage("align", "tasks.align", ("diarize", "track", "cluster"), ".json"),
 )}
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -144,6 +146,15 @@ class SpeechTurn:
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
+
+
+@dataclass
+class Diarization:
+    """One file's voices: turns that may overlap (two people at once), the same turns one speaker at a time
+    (for what needs one label per moment: audio cut per speaker), and one unit voice centroid per speaker."""
+    turns: list[SpeechTurn]
+    exclusive: list[SpeechTurn]
+    centroids: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)

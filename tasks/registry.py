@@ -9,6 +9,7 @@ Backend: Parquet (pyarrow) + fcntl file lock — no server, readable by pandas/p
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.formats import atomic_path, locked
+
+log = logging.getLogger("castline")
 
 if TYPE_CHECKING:
     from tasks.config import DiarizeParams, EmbedParams
@@ -32,6 +35,9 @@ SPEAKERS_REGISTRY = "speakers.parquet"
 # nothing to each other, so a registry is tied to a space: its embedder's name. Registries written before
 # spaces were recorded hold the default embedders' vectors.
 DEFAULT_SPACES = {"character": "dlib-resnet", "speaker": "ge2e"}
+# Spaces of embedders castline no longer has: a registry of one is rebuilt from this run's videos (its vectors
+# could never be compared again, and every video's results are recomputed with the new embedder anyway).
+RETIRED_SPACES = {"ge2e"}
 
 
 def face_space(params: "EmbedParams") -> str:
@@ -41,8 +47,8 @@ def face_space(params: "EmbedParams") -> str:
 
 
 def voice_space(params: "DiarizeParams") -> str:
-    """The space of a run's voice centroids: GE2E for the offline diarizer, the pipeline for pyannote."""
-    return DEFAULT_SPACES["speaker"] if params.backend == "offline" else f"pyannote:{params.model}"
+    """The space of a run's voice centroids: CAM++ for the offline diarizer, the pipeline for pyannote."""
+    return "campplus" if params.backend == "offline" else f"pyannote:{params.model}"
 
 
 def registry_paths(workspace) -> tuple[Path, Path]:
@@ -208,9 +214,10 @@ def _table(reg: Registry) -> pa.Table:
 
 def _check_space(path: Path, kind: str, schema: pa.Schema, rows: int, space: str | None) -> str:
     """The space the file at `path` records (its kind's default when it records none); a ValueError when
-    `space` is given, differs, and the file holds vectors: another embedder's cannot be compared with this run's."""
+    `space` is given, differs, and the file holds vectors: another embedder's cannot be compared with this run's.
+    A retired embedder's registry is no obstacle: it is rebuilt (load_registry)."""
     stored = (schema.metadata or {}).get(b"space", b"").decode() or DEFAULT_SPACES.get(kind, "")
-    if space is not None and space != stored and rows:
+    if space is not None and space != stored and rows and stored not in RETIRED_SPACES:
         raise ValueError(f"the {kind} registry {path} holds vectors of {stored}, this run gives {space}: "
                          f"use a separate --workspace per embedder")
     return stored
@@ -223,6 +230,10 @@ def load_registry(path: Path, kind: str, metric: Metric, space: str | None = Non
         return Registry(kind, metric, space=space or "")
     t = pq.read_table(path)
     stored = _check_space(path, kind, t.schema, t.num_rows, space)
+    if space is not None and stored != space and stored in RETIRED_SPACES:
+        log.warning("the %s registry %s holds vectors of the retired %s embedder: rebuilding it in %s",
+                    kind, path, stored, space)
+        return Registry(kind, metric, space=space)
     cols = t.to_pydict()
     members = [Member(v, k, l, g, w, np.asarray(e, np.float32)) for v, k, l, g, w, e in
                zip(cols["video"], cols["video_key"], cols["local_id"], cols["global_id"], cols["weight"],

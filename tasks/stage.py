@@ -20,13 +20,14 @@ Progress = Optional[Callable[[int, int], None]]
 class ProgressBar:
     """A progress hook that draws one terminal bar per stage and video (pyannote's ProgressHook idea)."""
 
-    def __init__(self, desc: str):
+    def __init__(self, desc: str, unit: str = "it"):
         self.desc = desc
+        self.unit = unit
         self._bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
-            self._bar = tqdm(total=total, desc=self.desc, leave=False, file=sys.stderr,
+            self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False, file=sys.stderr,
                              dynamic_ncols=True, mininterval=0.5)
         self._bar.total = total
         self._bar.n = done
