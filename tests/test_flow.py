@@ -161,3 +161,31 @@ def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
                     f".ts .webm .wmv)")):
         r = castline("run", str(lib), *args)
         assert (r.returncode, r.stderr.splitlines()) == (code, [line]), args
+
+
+def test_boxes_are_published_in_source_pixels_of_a_video_larger_than_the_sampling_limit(tmp_path):
+    """montage_dev00's first 4 s upscaled to 1280x720 (sampled at 960x540): tracks.json's faces lie on the
+    ground-truth faces scaled 2x, and `castline eval` scores them on its 640x360 annotation."""
+    from conftest import ffmpeg
+
+    from tasks.evaluate import evaluate_workspace, match_box, truth_frame
+
+    lib, ws, gt = tmp_path / "library", tmp_path / "ws", tmp_path / "truth"
+    lib.mkdir()
+    gt.mkdir()
+    ffmpeg("-i", str(REPO / "data" / "sample" / "montage_dev00.mp4"), "-t", "4", "-vf", "scale=1280:720",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(lib / "big.mp4"))
+    shutil.copy(REPO / "data" / "ground_truth" / "montage" / "montage_dev00.json", gt / "big.json")
+    r = castline("run", str(lib), "--workspace", str(ws))
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+
+    published = json.loads((ws / "videos" / "big.mp4" / "tracks.json").read_text())
+    assert published["coordinates"] == "source pixels" and published["frame_size"] == [1280, 720]
+    truth = json.loads((gt / "big.json").read_text())
+    boxes = [b for t in published["tracks"] for b in t["boxes"]]
+    assert len(boxes) >= 4
+    for b in boxes:
+        in_truth_pixels = [b[k] / 2 for k in ("x1", "y1", "x2", "y2")]
+        assert match_box(in_truth_pixels, truth["frames"][truth_frame(truth, b["t"])]["visible"]), b
+    faces = evaluate_workspace(ws, gt, write=False)["faces"]["episodes"]["big"]
+    assert faces["boxes"] == len(boxes) and faces["unmatched_boxes"] == 0
