@@ -6,7 +6,7 @@ Heavy imports (torch, prefect, models) happen inside the commands, after argumen
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from flows.logs import DEBUG_ENV
 # Only pydantic is imported for this: the defaults shown in --help are the config model's own.
 from tasks.config import RunConfig
 
@@ -30,44 +31,22 @@ WorkspaceOpt = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.ca
                             help="Where results go.")
 
 
-_debug = False
-
-
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug",
                                         help="Show the tracebacks of expected errors (bad media, bad configuration).")
              ) -> None:
-    global _debug
-    _debug = debug
-
-
-class OneLineErrors(logging.Filter):
-    """Drops Prefect's "Task run failed with ..." record when the failure is expected bad input (e.g. a text
-    file named .mp4): it repeats the "Finished in state Failed(<reason>)" line that follows, with a
-    traceback, in the terminal and in the UI log. A task that returns a Failed state gets the same record
-    with exc_info=True outside any exception, printed as 'NoneType: None'."""
-
-    def __init__(self, expected: tuple[type[BaseException], ...]):
-        super().__init__()
-        self.expected = expected
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and (record.exc_info[1] is None
-                                         or isinstance(record.exc_info[1], self.expected)))
+    if debug:  # an environment variable: the flows may run in a process this one starts (flows/logs.py)
+        os.environ[DEBUG_ENV] = "1"
 
 
 def _quiet_environment() -> None:
-    from tasks.demux import MediaError
     from tasks.offline import configure
 
     configure()
-    if not _debug:
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).addFilter(OneLineErrors((MediaError,)))
 
 
 def _fail(message: str, code: int) -> None:
-    if _debug and sys.exc_info()[1] is not None:
+    if os.environ.get(DEBUG_ENV) == "1" and sys.exc_info()[1] is not None:
         traceback.print_exc()
     for line in message.splitlines():
         typer.echo(f"castline: {line}", err=True)
@@ -198,8 +177,6 @@ def serve(
     and detector training on demand) and serve them until interrupted. Each scheduled run processes only
     new or changed videos. Start a server first: `scripts/prefect_server.sh`."""
     _quiet_environment()
-    import os
-
     if not os.environ.get("PREFECT_API_URL"):
         _fail("scheduling needs a Prefect server: run scripts/prefect_server.sh and export the "
               "PREFECT_API_URL it prints (ephemeral mode cannot schedule)", 2)

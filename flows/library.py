@@ -21,6 +21,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
+from flows.logs import keep_expected_errors_short
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
 from tasks.errors import ModelUnavailable
@@ -37,6 +38,8 @@ from tasks.report import render_report
 from tasks.speaker_table import speaker_table_task
 from tasks.stage import always_task
 from tasks.workspace import Workspace, active_run, remove_partials
+
+keep_expected_errors_short((MediaError,))
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 WORKSPACE_DIRNAME = ".castline"

@@ -161,6 +161,8 @@ def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
                     f".ts .webm .wmv)")):
         r = castline("run", str(lib), *args)
         assert (r.returncode, r.stderr.splitlines()) == (code, [line]), args
+    debug = castline("--debug", "run", str(lib), "--fps", "-1")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "greater_than" in debug.stderr
 
 
 def test_boxes_are_published_in_source_pixels_of_a_video_larger_than_the_sampling_limit(tmp_path):
