@@ -54,10 +54,10 @@ def _fail(message: str, code: int) -> None:
 
 
 def _load_config_or_exit(config: Optional[Path], overrides: dict) -> RunConfig:
-    from tasks.config import ConfigError, load_config
+    from tasks.config_errors import ConfigError, load_explained
 
     try:
-        return load_config(config, overrides, names=OPTION_NAMES)
+        return load_explained(config, overrides, names=OPTION_NAMES)
     except ConfigError as e:
         _fail(str(e), 2)
 
@@ -66,7 +66,7 @@ def _params_or_exit(model, given: dict, names: dict[str, str] | None = None):
     """`given` by field name; an error names the option (`--max-side`, or as `names` says)."""
     from pydantic import ValidationError
 
-    from tasks.config import problem
+    from tasks.config_errors import problem
 
     try:
         return model.model_validate({k: v for k, v in given.items() if v is not None})

@@ -7,10 +7,10 @@ The same model is the Prefect flow's parameter, so the UI shows the same form as
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Params(BaseModel):
@@ -164,80 +164,23 @@ class RunConfig(_Params):
     library: LibraryParams = LibraryParams()
 
 
-class ConfigError(ValueError):
-    """Bad configuration, one line per problem: where (the option, or the file with its line and key) and
-    what is wrong, e.g. `--fps must be > 0, not -1.0` or `c.yaml: line 3: demux.fpz: unknown key`."""
-
-
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-
-
-def problem(error: dict) -> str:
-    """What is wrong, from one pydantic error, without pydantic's wording and documentation link."""
-    if error["type"] in _BOUNDS:
-        return f"must be {_BOUNDS[error['type']]} {next(iter(error['ctx'].values()))}, not {error['input']!r}"
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    said = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1)
-    return f"{said}, not {error['input']!r}" if error["type"] == "literal_error" else said
-
-
-def key_line(root: yaml.Node | None, keys: Sequence[str]) -> int | None:
-    """1-based line of the deepest of the dotted `keys` that the YAML document holds."""
-    node, line = root, None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        found = next(((k, v) for k, v in node.value if k.value == key), None)
-        if found is None:
-            break
-        line, node = found[0].start_mark.line + 1, found[1]
-    return line
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: {where}{getattr(e, 'problem', None) or e}") from e
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: a castline config must be a YAML mapping, got {type(loaded).__name__}")
-    return loaded or {}, yaml.compose(text)
-
-
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                names: dict[str, str] | None = None) -> RunConfig:
-    """YAML file (if any) first, then dotted overrides such as {"demux.fps": 2}; `names` says how the user
-    wrote each override (e.g. {"demux.fps": "--fps"}), for the messages of ConfigError."""
-    data, root = _read_yaml(Path(path)) if path is not None else ({}, None)
-    given = {dotted: value for dotted, value in (overrides or {}).items() if value is not None}
-    for dotted, value in given.items():
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """YAML file (if any) first, then dotted overrides such as {"demux.fps": 2}."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a castline config must be a YAML mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        lines, names = [], names or {}
-        for error in e.errors():
-            dotted = ".".join(map(str, error["loc"]))
-            if dotted in names and dotted in given:  # an option: "--fps must be > 0, not -1.0"
-                lines.append(f"{names[dotted]} {problem(error)}")
-                continue
-            if path is not None and dotted not in given:
-                line = key_line(root, [str(k) for k in error["loc"]])
-                where = f"{path}: " + (f"line {line}: " if line else "") + (dotted or "top level")
-            else:
-                where = dotted or "configuration"
-            lines.append(f"{where}: {problem(error)}")
-        raise ConfigError("\n".join(lines)) from e
+    return RunConfig.model_validate(data)
 
 
 def dump_yaml(config: RunConfig) -> str:

@@ -5,7 +5,7 @@ speech turns, characters and timeline spans, and the box overlap (IoU) every sta
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 
@@ -91,11 +91,6 @@ class Box:
     @property
     def area(self) -> float:
         return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
-
-    def scaled(self, sx: float, sy: float) -> "Box":
-        """The same box in pixels of an image sx times as wide and sy times as tall (to 0.01 px)."""
-        return replace(self, x1=round(self.x1 * sx, 2), y1=round(self.y1 * sy, 2),
-                       x2=round(self.x2 * sx, 2), y2=round(self.y2 * sy, 2))
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

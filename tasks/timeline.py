@@ -33,7 +33,7 @@ from tasks.plots import plot_timeline
 from tasks.subtitles import apply_names
 from tasks.registry import load_registries
 from tasks.stage import always_task
-from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.records import Box, Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -110,7 +110,11 @@ def in_source_pixels(tracks: Sequence[Track], sampled: tuple[int, int] | None,
     if sampled is None:
         return list(tracks)
     sx, sy = source[0] / sampled[0], source[1] / sampled[1]
-    return [replace(t, boxes=tuple(b.scaled(sx, sy) for b in t.boxes)) for t in tracks]
+
+    def scaled(b: Box) -> Box:
+        return replace(b, x1=round(b.x1 * sx, 2), y1=round(b.y1 * sy, 2), x2=round(b.x2 * sx, 2), y2=round(b.y2 * sy, 2))
+
+    return [replace(t, boxes=tuple(scaled(b) for b in t.boxes)) for t in tracks]
 
 
 def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frames_index: Path,

@@ -114,3 +114,11 @@ def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
     both = cooccurrence([SpeechTurn(0.0, 4.0, "X"), SpeechTurn(0.0, 3.0, "Y")], tracks, chars, 1.0)
     links = {l.speaker: l.character_id for l in link_voices([("v1", both)], AlignParams())}
     assert links == {"X": "character_000", "Y": None}
+
+
+def test_published_tracks_are_scaled_from_sampled_to_source_pixels():
+    from tasks.timeline import in_source_pixels
+
+    (big,) = in_source_pixels([_track(0, [0], x=96)], (960, 540), (1280, 720))
+    assert big.boxes[0].xyxy == (128.0, 0.0, 194.67, 66.67)
+    assert in_source_pixels([_track(0, [0])], None, (1280, 720))[0].boxes[0].xyxy == (0, 0, 50, 50)  # no frames
