@@ -39,7 +39,7 @@ from tasks.speaker_table import speaker_table_task
 from tasks.stage import always_task
 from tasks.workspace import Workspace, active_run, remove_partials
 
-keep_expected_errors_short((MediaError,))
+keep_expected_errors_short((MediaError, ModelUnavailable))
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 WORKSPACE_DIRNAME = ".castline"

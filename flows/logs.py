@@ -13,7 +13,7 @@ DEBUG_ENV = "CASTLINE_DEBUG"
 
 class OneLineErrors(logging.Filter):
     """Drops Prefect's "Task run failed with ..." record when the failure is expected bad input (e.g. a text
-    file named .mp4): it repeats the "Finished in state Failed(<reason>)" line that follows, with a
+    file named .mp4, a model that is not on disk): it repeats the "Finished in state Failed(<reason>)" line that follows, with a
     traceback, in the terminal and in the UI log. A task that returns a Failed state gets the same record
     with exc_info=True outside any exception, printed as 'NoneType: None'."""
 

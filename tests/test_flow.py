@@ -168,14 +168,12 @@ def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
 def test_boxes_are_published_in_source_pixels_of_a_video_larger_than_the_sampling_limit(tmp_path):
     """montage_dev00's first 4 s upscaled to 1280x720 (sampled at 960x540): tracks.json's faces lie on the
     ground-truth faces scaled 2x, and `castline eval` scores them on its 640x360 annotation."""
-    from conftest import ffmpeg
-
     from tasks.evaluate import evaluate_workspace, match_box, truth_frame
 
     lib, ws, gt = tmp_path / "library", tmp_path / "ws", tmp_path / "truth"
     lib.mkdir()
     gt.mkdir()
-    ffmpeg("-i", str(REPO / "data" / "sample" / "montage_dev00.mp4"), "-t", "4", "-vf", "scale=1280:720",
+    ffmpeg("-i", str(SAMPLE / "montage_dev00.mp4"), "-t", "4", "-vf", "scale=1280:720",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(lib / "big.mp4"))
     shutil.copy(REPO / "data" / "ground_truth" / "montage" / "montage_dev00.json", gt / "big.json")
     r = castline("run", str(lib), "--workspace", str(ws))
