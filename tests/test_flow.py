@@ -143,6 +143,8 @@ def test_a_text_file_named_mp4_fails_in_one_line_without_traceback(tmp_path):
     assert [line for line in r.stdout.splitlines() if "fake.mp4" in line] == [
         "FAILED fake.mp4: not a readable media file (moov atom not found; Invalid data found when processing input): fake.mp4"]
     assert "Traceback" not in r.stderr and "NoneType: None" not in r.stderr
+    debug = castline("--debug", "run", str(lib), "--workspace", str(tmp_path / "ws"))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "MediaError" in debug.stderr
 
 
 def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
