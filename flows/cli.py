@@ -6,12 +6,15 @@ Heavy imports (torch, prefect, models) happen inside the commands, after argumen
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from flows.logs import DEBUG_ENV
 # Only pydantic is imported for this: the defaults shown in --help are the config model's own.
 from tasks.config import RunConfig
 
@@ -21,8 +24,19 @@ DEFAULTS = RunConfig()
 
 ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                          help="YAML file with run parameters (schema: tasks.config.RunConfig).")
+# How `castline run` names the config fields it overrides, for error messages.
+OPTION_NAMES = {"demux.fps": "--fps", "demux.keyframes_only": "--keyframes-only", "detect.backend": "--detector",
+                "parallel": "--parallel"}
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
                             help="Where results go.")
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug",
+                                        help="Show the tracebacks of expected errors (bad media, bad configuration).")
+             ) -> None:
+    if debug:  # an environment variable: the flows may run in a process this one starts (flows/logs.py)
+        os.environ[DEBUG_ENV] = "1"
 
 
 def _quiet_environment() -> None:
@@ -32,43 +46,61 @@ def _quiet_environment() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"castline: {message}", err=True)
+    if os.environ.get(DEBUG_ENV) == "1" and sys.exc_info()[1] is not None:
+        traceback.print_exc()
+    for line in message.splitlines():
+        typer.echo(f"castline: {line}", err=True)
     raise typer.Exit(code)
 
 
 def _load_config_or_exit(config: Optional[Path], overrides: dict) -> RunConfig:
-    from tasks.config import load_config
+    from tasks.config_errors import ConfigError, load_explained
 
     try:
-        return load_config(config, overrides)
-    except Exception as e:  # pydantic's message names the bad field
-        _fail(f"invalid configuration: {e}", 2)
+        return load_explained(config, overrides, names=OPTION_NAMES)
+    except ConfigError as e:
+        _fail(str(e), 2)
 
 
-def _params_or_exit(model, given: dict):
+def _params_or_exit(model, given: dict, names: dict[str, str] | None = None):
+    """`given` by field name; an error names the option (`--max-side`, or as `names` says)."""
     from pydantic import ValidationError
+
+    from tasks.config_errors import problem
 
     try:
         return model.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as e:
-        _fail(f"invalid parameters: {e}", 2)
+        lines = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            option = (names or {}).get(field, "--" + field.replace("_", "-"))
+            lines.append(f"{option} {problem(err)}" if field else problem(err))
+        _fail("\n".join(lines), 2)
 
 
 def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runner: str = "threads",
                  dask_address: Optional[str] = None) -> None:
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
-    from flows.library import default_workspace, with_runner
+    from flows.library import default_workspace, list_videos, no_videos_message, with_runner
     from tasks.registry import check_spaces, face_space, voice_space
     from tasks.workspace import Workspace
 
+    ws = Path(workspace or default_workspace(library)).expanduser().resolve()
     try:
-        check_spaces(Workspace(Path(workspace or default_workspace(library)).expanduser().resolve()),
-                     face_space(cfg.embed), voice_space(cfg.diarize))
+        check_spaces(Workspace(ws), face_space(cfg.embed), voice_space(cfg.diarize))
     except ValueError as e:
         _fail(str(e), 2)
+    if not list_videos(library, ws):
+        _fail(f"warning: {no_videos_message(library)}", 1)
 
-    summary = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg)
+    state = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg,
+                                              return_state=True)
+    # A run with failed videos is a Failed state that carries the summary; anything else not Completed is a bug.
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        state.result()
     typer.echo("")
     d = summary["detector"]
     typer.echo(f"face detector: {d['backend']} {d['weights'] or ''} ({d['why']})")
@@ -145,8 +177,6 @@ def serve(
     and detector training on demand) and serve them until interrupted. Each scheduled run processes only
     new or changed videos. Start a server first: `scripts/prefect_server.sh`."""
     _quiet_environment()
-    import os
-
     if not os.environ.get("PREFECT_API_URL"):
         _fail("scheduling needs a Prefect server: run scripts/prefect_server.sh and export the "
               "PREFECT_API_URL it prints (ephemeral mode cannot schedule)", 2)
@@ -301,7 +331,7 @@ def project_library(
     given = {"out_dim": dim, "kind": kind, "seed": seed}
     cfgs: dict = {"image": None, "voice": None}
     if any(v is not None for v in given.values()):
-        cfgs = {name: _params_or_exit(AdaptorConfig, {"in_dim": d, **given}) if d else None
+        cfgs = {name: _params_or_exit(AdaptorConfig, {"in_dim": d, **given}, {"out_dim": "--dim"}) if d else None
                 for name, d in registry_dims(workspace).items()}
     try:
         summary = export_library(workspace, out or workspace / "llm", cfgs["image"], cfgs["voice"])

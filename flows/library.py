@@ -2,7 +2,8 @@
 library-level steps (combined timeline, run summary, Markdown report).
 
 One video failing never stops the others; the flow returns a summary whose `failed` list says which
-and why, and the CLI turns that into a non-zero exit.
+and why — in a Failed state ("2 of 3 videos failed") when any did — and the CLI turns that into a
+non-zero exit.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
+from flows.logs import keep_expected_errors_short
 from flows.video import NotFinished, process_video, video_flow
 from tasks.demux import MediaError
 from tasks.errors import ModelUnavailable
@@ -35,6 +38,8 @@ from tasks.report import render_report
 from tasks.speaker_table import speaker_table_task
 from tasks.stage import always_task
 from tasks.workspace import Workspace, active_run, remove_partials
+
+keep_expected_errors_short((MediaError, ModelUnavailable))
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 WORKSPACE_DIRNAME = ".castline"
@@ -64,11 +69,22 @@ def video_name(library: Path, video: Path) -> str:
 
 
 @always_task("process-video")
-def process_video_task(video: str, name: str, workspace: str, config: RunConfig) -> dict:
+def process_video_task(video: str, name: str, workspace: str, config: RunConfig):
+    """The subflow's VideoResult, or its Failed state: a wrapper that ended Completed would hide the failure."""
     state = video_flow(video, name, workspace, config, return_state=True)
     if state.is_completed():
         return state.result()
-    return to_jsonable(VideoResult(video=name, ok=False, error=state.message or state.name))
+    return Failed(message=state.message or state.name)
+
+
+def failure_message(results: list[VideoResult]) -> str | None:
+    """What the library run's state says when any video failed ("2 of 3 videos failed"), else None."""
+    failed = sum(not r.ok for r in results)
+    return f"{failed} of {len(results)} videos failed" if failed else None
+
+
+def no_videos_message(library: Path) -> str:
+    return f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})"
 
 
 def with_runner(runner: str, dask_address: str | None = None):
@@ -96,8 +112,9 @@ def _set_torch_threads(parallel: int) -> None:
 
 
 @flow(name="castline-library", task_runner=ThreadPoolTaskRunner(max_workers=64), validate_parameters=True)
-def library_flow(library: str, workspace: str | None = None, config: RunConfig = RunConfig()) -> dict:
-    """Process every video of LIBRARY into WORKSPACE (default LIBRARY/.castline)."""
+def library_flow(library: str, workspace: str | None = None, config: RunConfig = RunConfig()) -> dict | State:
+    """Process every video of LIBRARY into WORKSPACE (default LIBRARY/.castline). Returns the run summary,
+    as the data of a Failed state when any video failed."""
     logger = get_run_logger()
     started = time.perf_counter()
     lib = Path(library).resolve()
@@ -112,12 +129,15 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
         return _run_library(lib, ws, config, logger, started)
 
 
-def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: float) -> dict:
+def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: float) -> dict | State:
     # Resolved once per run, so every video uses the same detector even if a training run finishes mid-way.
     detect, why = resolve_backend(config.detect, ws.root)
     config = config.model_copy(update={"detect": detect})
     logger.info("face detector: %s %s (%s)", detect.backend, detect.yolo_weights or "", why)
     videos = list_videos(lib, ws.root)
+    if not videos:  # e.g. an unmounted drive: leave the last run's report and timelines alone
+        logger.warning(no_videos_message(lib))
+        return Failed(message=no_videos_message(lib))
     logger.info("%d video(s) in %s; workspace %s; %d at a time", len(videos), lib, ws.root, config.parallel)
     results: dict[str, VideoResult] = {}
     pending: deque[Path] = deque()
@@ -129,17 +149,20 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
             pending.append(v)
     # One video left to run gets all the cores, not a share meant for `parallel` videos.
     _set_torch_threads(min(config.parallel, max(1, len(pending))))
-    running = set()
+    running: dict = {}  # future -> video name
     progress = create_progress_artifact(100.0 * len(results) / max(1, len(videos)),
                                         key=library_key(lib, "progress"), description="videos processed")
     with tqdm(total=len(videos), initial=len(results), desc="videos", unit="video", dynamic_ncols=True) as bar:
         while pending or running:
             while pending and len(running) < config.parallel:
                 v = pending.popleft()
-                running.add(process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config))
+                running[process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config)] = video_name(lib, v)
             finished = next(as_completed(list(running)))
-            running.remove(finished)
-            r = VideoResult(**finished.result())
+            name = running.pop(finished)
+            finished.wait()  # the future's state is its final one only once waited for
+            state = finished.state
+            r = (VideoResult(**finished.result()) if state.is_completed()
+                 else VideoResult(video=name, ok=False, error=state.message or state.name))
             results[r.video] = r
             if r.ok:
                 logger.info("%s: done in %.1f s", r.video, r.seconds)
@@ -181,4 +204,6 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     }
     write_json(ws.runs_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json", summary)
     write_json(ws.library_dir / "last_run.json", summary)
-    return to_jsonable(summary)
+    message = failure_message(ordered)
+    # Failed with the summary as its data: the UI shows the partial failure, the CLI still reads the summary.
+    return Failed(message=message, data=to_jsonable(summary)) if message else to_jsonable(summary)

@@ -101,6 +101,21 @@ def cooccurrence(turns: Sequence[SpeechTurn], tracks: Sequence[Track], character
     return rows
 
 
+def _pooled(rows: Iterable[Cooccurrence]) -> tuple[dict[str, float], dict[tuple[str, str], float],
+                                                   dict[tuple[str, str], float]]:
+    """Evidence rows summed: speech per voice, weighted and together seconds per (voice, character)."""
+    speech: dict[str, float] = defaultdict(float)
+    weighted: dict[tuple[str, str], float] = defaultdict(float)
+    together: dict[tuple[str, str], float] = defaultdict(float)
+    for r in rows:
+        if r.character_id is None:
+            speech[r.speaker] += r.weighted_seconds
+        else:
+            weighted[(r.speaker, r.character_id)] += r.weighted_seconds
+            together[(r.speaker, r.character_id)] += r.together_seconds
+    return speech, weighted, together
+
+
 def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: AlignParams) -> list[SpeakerLink]:
     """One link per voice from the evidence of every video, `(video, rows)`, in library ids.
 
@@ -109,18 +124,13 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     voices heard in one video never share a face; voices that are never heard in the same video may
     (the voice registry may have split one person across files). Equal shares are settled by the amount
     of evidence: a longer voice wins the face."""
-    speech: dict[str, float] = defaultdict(float)
-    weighted: dict[tuple[str, str], float] = defaultdict(float)
-    together: dict[tuple[str, str], float] = defaultdict(float)
+    evidence = list(evidence)
     heard_in: dict[str, set[str]] = defaultdict(set)
     for video, rows in evidence:
         for r in rows:
             if r.character_id is None:
-                speech[r.speaker] += r.weighted_seconds
                 heard_in[r.speaker].add(video)
-            else:
-                weighted[(r.speaker, r.character_id)] += r.weighted_seconds
-                together[(r.speaker, r.character_id)] += r.together_seconds
+    speech, weighted, together = _pooled(r for _, rows in evidence for r in rows)
     ranked = sorted(((w / speech[spk], together[(spk, cid)], spk, cid) for (spk, cid), w in weighted.items()
                      if speech[spk] > 0), key=lambda r: (-r[0], -r[1], r[2], r[3]))
     links: dict[str, SpeakerLink] = {}
@@ -135,6 +145,20 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     for spk in speech:
         links.setdefault(spk, SpeakerLink(spk, None, 0.0, round(speech[spk], 3), 0.0))
     return [links[s] for s in sorted(links)]
+
+
+def video_links(rows: Sequence[Cooccurrence], library: dict[str, SpeakerLink]) -> list[SpeakerLink]:
+    """The voices of one video, each with the character the library linked it to, and this video's
+    figures: its speech here and the share of it with that face on screen here (a per-video table that
+    showed the library totals would disagree with the same video's character table)."""
+    speech, weighted, together = _pooled(rows)
+    links = []
+    for spk in sorted(speech):
+        cid = library[spk].character_id if spk in library else None
+        share = weighted[(spk, cid)] / speech[spk] if cid and speech[spk] > 0 else 0.0
+        links.append(SpeakerLink(spk, cid, round(share, 4), round(speech[spk], 3),
+                                 round(together[(spk, cid)], 3) if cid else 0.0))
+    return links
 
 
 @stage_task("align")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tasks.formats import (
-    media_info_from_dict, read_characters, read_json, read_rttm, read_tracks, sanitize_label, write_json,
+    read_characters, read_json, read_rttm, read_tracks, sanitize_label, write_json,
 )
 from tasks.records import Character, SpeechTurn, Track, iou
 
@@ -46,8 +46,7 @@ def label_boxes(tracks: Sequence[Track], characters: Sequence[Character], truth:
     """(character_id, identity or None) for every box of every clustered track, and the count of
     boxes whose track belongs to no character (dropped by castline, so not scorable as a cluster).
 
-    `scale` maps sampled-frame pixels to ground-truth pixels (frames wider than the sampling limit
-    are downscaled before detection)."""
+    `scale` maps the boxes' pixels to ground-truth pixels (box_scale)."""
     char_of = {tid: c.character_id for c in characters for tid in c.track_ids}
     frames = truth["frames"]
     sx, sy = scale
@@ -277,18 +276,14 @@ def speech_label_identities(characters: Iterable[Character], identity_of: dict[s
 
 # --- workspace -----------------------------------------------------------------------------------
 
-def _box_scale(video_dir: Path, truth: dict, max_side: int = 960) -> tuple[float, float]:
-    """Sampled-frame pixels → ground-truth pixels, from media.json's display size when present.
-
-    Frames are sampled at source size while their long side is ≤ max_side (demux.max_side, 960 by
-    default) and downscaled beyond, aspect kept; montage (640x360) comes out as (1, 1)."""
-    try:
-        info = media_info_from_dict(read_json(video_dir / "media.json"))
-        width, height = info.display_size
-    except (OSError, ValueError, KeyError, TypeError):
+def box_scale(tracks_meta: dict, truth: dict) -> tuple[float, float]:
+    """Published box pixels → ground-truth pixels. tracks.json's boxes are in source-video pixels of its
+    `frame_size`; the ground truth may be annotated on another size. Without a frame size (a
+    hand-written tracks.json) the boxes are taken to be in ground-truth pixels."""
+    if "frame_size" not in tracks_meta:
         return 1.0, 1.0
-    factor = min(1.0, max_side / max(width, height))
-    return truth["width"] / (width * factor), truth["height"] / (height * factor)
+    width, height = tracks_meta["frame_size"]
+    return truth["width"] / width, truth["height"] / height
 
 
 def _turns(path: Path) -> list[SpeechTurn]:
@@ -310,11 +305,12 @@ def evaluate_workspace(workspace: Path, truth_dir: Path, write: bool = True) -> 
     for stem, d in sorted(videos.items()):
         truth = truths[stem] = read_json(truth_dir / f"{stem}.json")
         tracks = read_tracks(d / "tracks.json") if (d / "tracks.json").exists() else []
+        tracks_meta = read_json(d / "tracks.json") if tracks else {}
         chars[stem] = read_characters(d / "characters.json") if (d / "characters.json").exists() else []
         for name in ("tracks.json", "characters.json", "speakers.rttm", "speech.rttm"):
             if not (d / name).exists():
                 notes.append(f"{stem}: {name} missing (scored as empty)")
-        pairs[stem], unclustered[stem] = label_boxes(tracks, chars[stem], truth, _box_scale(d, truth))
+        pairs[stem], unclustered[stem] = label_boxes(tracks, chars[stem], truth, box_scale(tracks_meta, truth))
         hyps[stem] = _turns(d / "speakers.rttm")
         speech[stem] = _turns(d / "speech.rttm")
         rttm = truth_dir / f"{stem}.rttm"

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tasks.align import link_voices
+from tasks.align import link_voices, video_links
 from tasks.config import RunConfig
 from tasks.detect import make_detector
 from tasks.embed import make_embedder
@@ -29,7 +29,7 @@ from tasks.formats import (
     write_json,
 )
 from tasks.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
-from tasks.records import Character, SpeakerLink, SpeechTurn, Track
+from tasks.records import Character, Cooccurrence, SpeakerLink, SpeechTurn, Track
 from tasks.stage import always_task
 from tasks.subtitles import SubtitleNaming, name_from_subtitles
 from tasks.registry import Registry, face_space, open_registry, registry_paths, voice_space
@@ -134,7 +134,8 @@ class GlobalView:
 
 def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str],
             names: dict[str, GalleryMatch], links: dict[str, SpeakerLink]) -> GlobalView:
-    """Local characters that joined the same library character are merged; each voice keeps its library link."""
+    """Local characters that joined the same library character are merged; each voice keeps the character of
+    its library link, with this video's figures."""
     merged: dict[str, list[int]] = {}
     for c in read_characters(stages.characters):
         merged.setdefault(char_map.get(c.character_id, c.character_id), []).extend(c.track_ids)
@@ -142,23 +143,23 @@ def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, 
                   for gid, tids in sorted(merged.items())]
     turns = [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
              for t in (read_turns(stages.turns) if stages.turns else [])]
-    voices = sorted({t.speaker for t in turns})
     return GlobalView(read_tracks(stages.tracks), characters, turns,
-                      [links.get(v, SpeakerLink(v, None, 0.0, 0.0, 0.0)) for v in voices])
+                      video_links(global_evidence(stages, char_map, voice_map), links))
+
+
+def global_evidence(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str]) -> list[Cooccurrence]:
+    """A video's co-occurrence evidence in library ids."""
+    return [replace(r, speaker=voice_map.get(r.speaker, r.speaker),
+                    character_id=char_map.get(r.character_id, r.character_id) if r.character_id else None)
+            for r in read_evidence(stages.evidence)]
 
 
 def library_links(videos: Sequence[VideoStages], registries: tuple[Registry, Registry],
                   cfg: RunConfig) -> list[SpeakerLink]:
     """Every video's co-occurrence evidence in library ids, pooled into one link per global voice."""
     characters, speakers = registries
-    evidence = []
-    for v in videos:
-        char_map, voice_map = characters.mapping(v.name), speakers.mapping(v.name)
-        evidence.append((v.name, [replace(r, speaker=voice_map.get(r.speaker, r.speaker),
-                                          character_id=char_map.get(r.character_id, r.character_id)
-                                          if r.character_id else None)
-                                  for r in read_evidence(v.evidence)]))
-    return link_voices(evidence, cfg.align)
+    return link_voices([(v.name, global_evidence(v, characters.mapping(v.name), speakers.mapping(v.name)))
+                        for v in videos], cfg.align)
 
 
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:

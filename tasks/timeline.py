@@ -2,22 +2,29 @@
 
 In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
 Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span), an RTTM
-and a WebVTT of speech labelled by character, and a PNG plot. Voices linked to no face: `offscreen_<speaker>`.
+and a WebVTT of speech labelled by character, a PNG plot, and tracks.json with its boxes in source-video
+pixels. Voices linked to no face: `offscreen_<speaker>`.
 """
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
+
+from PIL import Image
 
 from tasks.align import box_intervals, merge_intervals
 
 from tasks.formats import (
     atomic_dir,
+    read_frames,
+    read_json,
     write_characters,
     write_rttm,
     write_timeline_csv,
     write_timeline_json,
+    write_tracks,
     write_webvtt,
 )
 from tasks.demux import load_media_info
@@ -26,13 +33,14 @@ from tasks.plots import plot_timeline
 from tasks.subtitles import apply_names
 from tasks.registry import load_registries
 from tasks.stage import always_task
-from tasks.records import Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.records import Box, Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
 TIMELINE_CSV = "timeline.csv"
 SPEECH_RTTM = "speech.rttm"
 CHARACTERS_JSON = "characters.json"
+TRACKS_JSON = "tracks.json"
 SPEAKERS_RTTM = "speakers.rttm"
 SPEECH_VTT = "speech.vtt"
 TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by character)
@@ -85,6 +93,38 @@ def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters
     return spans
 
 
+def sampled_size(frames_index: Path) -> tuple[int, int] | None:
+    """Width, height of the stored sampled frames, from the first one's header (None when none was
+    sampled): the pixels every box of the detect and track stages is measured in."""
+    frames = read_frames(frames_index)
+    if not frames:
+        return None
+    with Image.open(frames_index.parent / frames[0].file) as image:
+        return image.size
+
+
+def in_source_pixels(tracks: Sequence[Track], sampled: tuple[int, int] | None,
+                     source: tuple[int, int]) -> list[Track]:
+    """Tracks with their boxes moved from sampled-frame pixels (long side at most demux.max_side) to the
+    source video's: what a reader of tracks.json can draw on the video itself."""
+    if sampled is None:
+        return list(tracks)
+    sx, sy = source[0] / sampled[0], source[1] / sampled[1]
+
+    def scaled(b: Box) -> Box:
+        return replace(b, x1=round(b.x1 * sx, 2), y1=round(b.y1 * sy, 2), x2=round(b.x2 * sx, 2), y2=round(b.y2 * sy, 2))
+
+    return [replace(t, boxes=tuple(scaled(b) for b in t.boxes)) for t in tracks]
+
+
+def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frames_index: Path,
+                        source: tuple[int, int]) -> Path:
+    """tracks.json: the track stage's result (its shots too) with boxes in source pixels, saying so."""
+    meta = {k: v for k, v in read_json(cached).items() if k != "tracks"}
+    return write_tracks(path, in_source_pixels(tracks, sampled_size(frames_index), source), **meta,
+                        coordinates="source pixels", frame_size=list(source))
+
+
 def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
                      extra: dict[str, Path]) -> dict[str, str]:
     """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
@@ -95,8 +135,9 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
         characters, turns, links = apply_names(characters, turns, links, names.subtitles)
     dest = ws.video_dir(stages.name)
     with atomic_dir(dest) as tmp:
-        duration = load_media_info(stages.probe, stages.video).duration
-        write_timeline(tmp, stages.name, view.tracks, characters, turns, links, stages.interval, duration)
+        info = load_media_info(stages.probe, stages.video)
+        write_timeline(tmp, stages.name, view.tracks, characters, turns, links, stages.interval, info.duration)
+        write_source_tracks(tmp / TRACKS_JSON, stages.tracks, view.tracks, stages.frames, info.display_size)
         write_characters(tmp / CHARACTERS_JSON, characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
         for name, src in extra.items():
@@ -108,6 +149,6 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
 @always_task("timeline")
 def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
     """Rewritten on every run: it is cheap, and library ids or names may have changed."""
-    extra = {"media.json": Path(outputs["probe"]), "tracks.json": Path(outputs["tracks"])}
+    extra = {"media.json": Path(outputs["probe"])}
     return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
                             extra)

@@ -1,6 +1,6 @@
-from tasks.align import cooccurrence, link_voices, merge_intervals, screen_pieces
+from tasks.align import cooccurrence, link_voices, merge_intervals, screen_pieces, video_links
 from tasks.config import AlignParams
-from tasks.records import Box, Character, Segment, SpeechTurn, Track
+from tasks.records import Box, Character, Segment, SpeakerLink, SpeechTurn, Track
 from tasks.timeline import build_timeline
 
 
@@ -92,6 +92,18 @@ def test_library_links_pool_the_evidence_of_every_video():
     assert link.speech_seconds == 5.5 and link.score == round((0.75 + 4.0) / 5.5, 4)
 
 
+def test_video_links_keep_the_library_character_with_that_videos_figures():
+    tracks, chars = _scene()
+    v1 = cooccurrence([SpeechTurn(10.0, 11.5, "X")], tracks, chars, 1.0)
+    v2 = cooccurrence([SpeechTurn(5.0, 9.0, "X")], tracks, chars, 1.0)
+    library = {link.speaker: link for link in link_voices([("v1", v1), ("v2", v2)], AlignParams())}
+    (here,) = video_links(v1, library)
+    # Video 1 alone: 1.5 s of speech, with B on screen for all of it but shared with A (weighted 0.75).
+    assert here.character_id == library["X"].character_id == "character_001"
+    assert (here.speech_seconds, here.score, here.overlap_seconds) == (1.5, 0.5, 1.5)
+    assert video_links(v1, {}) == [SpeakerLink("X", None, 0.0, 1.5, 0.0)]
+
+
 def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
     tracks, chars = _scene()
     # The voice registry split one person into X (video 1) and Y (video 2): both are seen with A.
@@ -102,3 +114,11 @@ def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
     both = cooccurrence([SpeechTurn(0.0, 4.0, "X"), SpeechTurn(0.0, 3.0, "Y")], tracks, chars, 1.0)
     links = {l.speaker: l.character_id for l in link_voices([("v1", both)], AlignParams())}
     assert links == {"X": "character_000", "Y": None}
+
+
+def test_published_tracks_are_scaled_from_sampled_to_source_pixels():
+    from tasks.timeline import in_source_pixels
+
+    (big,) = in_source_pixels([_track(0, [0], x=96)], (960, 540), (1280, 720))
+    assert big.boxes[0].xyxy == (128.0, 0.0, 194.67, 66.67)
+    assert in_source_pixels([_track(0, [0])], None, (1280, 720))[0].boxes[0].xyxy == (0, 0, 50, 50)  # no frames

@@ -33,3 +33,30 @@ def test_bundled_config_matches_defaults():
     from tasks.config import dump_yaml
     bundled = Path(__file__).resolve().parents[1] / "data" / "configs" / "default.yaml"
     assert bundled.read_text() == dump_yaml(RunConfig()), "regenerate with: castline config > data/configs/default.yaml"
+
+
+def test_bad_options_and_keys_are_said_in_one_line_each(tmp_path):
+    from tasks.config_errors import ConfigError, load_explained
+
+    with pytest.raises(ConfigError, match=r"^demux.fsp: unknown key$"):
+        load_explained(None, {"demux.fsp": 2})
+    with pytest.raises(ConfigError, match=r"^--fps must be > 0.0, not -1$"):
+        load_explained(None, {"demux.fps": -1}, names={"demux.fps": "--fps"})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_explained(bad)
+    bad.write_text("parallel: 2\ndemux:\n  fpz: 2\n  jpeg_quality: 10\n")
+    with pytest.raises(ConfigError) as err:
+        load_explained(bad)
+    assert str(err.value).splitlines() == [f"{bad}: line 4: demux.jpeg_quality: must be >= 50, not 10",
+                                           f"{bad}: line 3: demux.fpz: unknown key"]
+
+
+def test_broken_yaml_is_reported_with_its_path_and_line(tmp_path):
+    from tasks.config_errors import ConfigError, load_explained
+
+    bad = tmp_path / "config.yaml"
+    bad.write_text("demux:\n  fps: 2\n bad: [\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}: line 3: expected <block end>"):
+        load_explained(bad)

@@ -1,13 +1,12 @@
 """tasks/evaluate.py on tiny synthetic workspaces whose scores are known by construction."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tasks.evaluate import (
-    _box_scale,
+    box_scale,
     evaluate_workspace,
     format_report,
     match_box,
@@ -188,14 +187,11 @@ def test_frame_lookup_and_iou_threshold():
     assert match_box([12, 0, 22, 10], visible) is None  # IoU with b = 3/17 < 0.3
 
 
-def test_box_scale_follows_the_sampling_limit(tmp_path):
+def test_box_scale_maps_the_published_frame_size_to_the_ground_truth():
     truth = {"width": 640, "height": 360}
-    assert _box_scale(tmp_path, truth) == (1.0, 1.0)  # no media.json
-    stream = {"index": 0, "kind": "video", "codec": "h264", "width": 1920, "height": 1080}
-    (tmp_path / "media.json").write_text(json.dumps(
-        {"path": "x", "format_name": "mp4", "duration": 1.0, "size_bytes": 1, "streams": [stream]}))
-    sx, sy = _box_scale(tmp_path, truth)  # sampled at 960x540
-    assert sx == pytest.approx(640 / 960) and sy == pytest.approx(360 / 540)
+    assert box_scale({}, truth) == (1.0, 1.0)  # a hand-written tracks.json: ground-truth pixels
+    sx, sy = box_scale({"coordinates": "source pixels", "frame_size": [1920, 1080]}, truth)
+    assert sx == pytest.approx(640 / 1920) and sy == pytest.approx(360 / 1080)
 
 
 def test_ground_truth_faces_and_turns_score_perfectly_on_a_real_episode(dirs):

@@ -109,3 +109,85 @@ def test_a_missing_pyannote_model_fails_the_videos_with_audio_only(media_dir, tm
     assert "is not available offline" in failed[0]
     summary = json.loads((ws / "library" / "last_run.json").read_text())
     assert summary["succeeded"] == ["video_only.mp4"] and "\n" not in summary["failed"][0]["error"]
+
+
+def test_library_run_with_failed_videos_is_failed_in_prefect(media_dir, tmp_path):
+    """The UI shows the partial failure on the library run, and no wrapper task ends Completed over a Failed subflow."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.library import library_flow
+    from tasks.config import RunConfig
+
+    lib = tmp_path / "library"
+    lib.mkdir()
+    for name in ("text.mp4", "empty.mp4"):
+        shutil.copy(media_dir / name, lib / name)
+    state = library_flow(str(lib), str(tmp_path / "ws"), RunConfig(), return_state=True)
+    assert state.is_failed() and state.message == "2 of 2 videos failed"
+    failed = state.result(raise_on_failure=False)["failed"]
+    assert {f["video"] for f in failed} == {"text.mp4", "empty.mp4"}
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    wrappers = [r.state for r in runs if r.name.startswith("process-video")]
+    assert all(s.is_failed() for s in wrappers)
+    assert sorted(s.message for s in wrappers) == sorted(f["error"] for f in failed)
+
+
+def test_a_text_file_named_mp4_fails_in_one_line_without_traceback(tmp_path):
+    lib = tmp_path / "library"
+    lib.mkdir()
+    (lib / "fake.mp4").write_text("not a video\n")
+    r = castline("run", str(lib), "--workspace", str(tmp_path / "ws"))
+    assert r.returncode == 1
+    assert [line for line in r.stdout.splitlines() if "fake.mp4" in line] == [
+        "FAILED fake.mp4: not a readable media file (moov atom not found; Invalid data found when processing input): fake.mp4"]
+    assert "Traceback" not in r.stderr and "NoneType: None" not in r.stderr
+    debug = castline("--debug", "run", str(lib), "--workspace", str(tmp_path / "ws"))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "MediaError" in debug.stderr
+
+
+def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
+    lib = tmp_path / "library"
+    lib.mkdir()
+    typo = tmp_path / "config.yaml"
+    typo.write_text("demux:\n  fpz: 2\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("demux:\n  fps: 2\n bad: [\n")
+    for args, code, line in (
+            (["--fps", "-1"], 2, "castline: --fps must be > 0.0, not -1.0"),
+            (["--parallel", "0"], 2, "castline: --parallel must be >= 1, not 0"),
+            (["--config", str(typo)], 2, f"castline: {typo}: line 2: demux.fpz: unknown key"),
+            (["--config", str(broken)], 2, f"castline: {broken}: line 3: expected <block end>, but found '<block mapping start>'"),
+            ([], 1, f"castline: warning: no video found in {lib} (looked for .avi .flv .m4v .mkv .mov .mp4 .mpeg .mpg "
+                    f".ts .webm .wmv)")):
+        r = castline("run", str(lib), *args)
+        assert (r.returncode, r.stderr.splitlines()) == (code, [line]), args
+    debug = castline("--debug", "run", str(lib), "--fps", "-1")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "greater_than" in debug.stderr
+
+
+def test_boxes_are_published_in_source_pixels_of_a_video_larger_than_the_sampling_limit(tmp_path):
+    """montage_dev00's first 4 s upscaled to 1280x720 (sampled at 960x540): tracks.json's faces lie on the
+    ground-truth faces scaled 2x, and `castline eval` scores them on its 640x360 annotation."""
+    from tasks.evaluate import evaluate_workspace, match_box, truth_frame
+
+    lib, ws, gt = tmp_path / "library", tmp_path / "ws", tmp_path / "truth"
+    lib.mkdir()
+    gt.mkdir()
+    ffmpeg("-i", str(SAMPLE / "montage_dev00.mp4"), "-t", "4", "-vf", "scale=1280:720",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(lib / "big.mp4"))
+    shutil.copy(REPO / "data" / "ground_truth" / "montage" / "montage_dev00.json", gt / "big.json")
+    r = castline("run", str(lib), "--workspace", str(ws))
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+
+    published = json.loads((ws / "videos" / "big.mp4" / "tracks.json").read_text())
+    assert published["coordinates"] == "source pixels" and published["frame_size"] == [1280, 720]
+    truth = json.loads((gt / "big.json").read_text())
+    boxes = [b for t in published["tracks"] for b in t["boxes"]]
+    assert len(boxes) >= 4
+    for b in boxes:
+        in_truth_pixels = [b[k] / 2 for k in ("x1", "y1", "x2", "y2")]
+        assert match_box(in_truth_pixels, truth["frames"][truth_frame(truth, b["t"])]["visible"]), b
+    faces = evaluate_workspace(ws, gt, write=False)["faces"]["episodes"]["big"]
+    assert faces["boxes"] == len(boxes) and faces["unmatched_boxes"] == 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from test_flow import castline
 
-from tasks.formats import read_timeline_json
+from tasks.formats import read_rttm, read_timeline_json
 
 GT = "data/ground_truth/montage"
 
@@ -51,12 +52,23 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     names = json.loads((ws / "library" / "names.json").read_text())["subtitles"]
     assert sorted(set(names["speaker_names"].values())) == ["Barack_Obama", "Rose_Leslie"]
+    page = (ws / "library" / "report.html").read_text()
     for stem in ("montage_dev00", "montage_dev01"):
         timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
         named = {label for label, c in timeline["characters"].items() if c["name"]}
         assert named == {"Barack_Obama", "Rose_Leslie"}, timeline["characters"].keys()
         vtt = (ws / "videos" / f"{stem}.mp4" / "speech.vtt").read_text()
         assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
+        # The voice table gives this episode's speech, as its character table does, not the library's.
+        links = timeline["speaker_links"]
+        heard = sum(t.duration for t in read_rttm(ws / "videos" / f"{stem}.mp4" / "speakers.rttm")[stem])
+        assert sum(link["speech_seconds"] for link in links) == pytest.approx(heard, abs=0.01)
+        by_id = {c["character_id"]: c for c in timeline["characters"].values()}
+        for cid in {link["character_id"] for link in links if link["character_id"]}:
+            assert sum(link["speech_seconds"] for link in links if link["character_id"] == cid) == \
+                pytest.approx(by_id[cid]["speech_seconds"], abs=0.01)
+        section = page.split(f"<h2>{stem}.mp4</h2>")[1].split("<h2>")[0]
+        assert all(f"<td>{link['speech_seconds']:.1f} s</td>" in section for link in links)
     # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
     assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
     # Library-level character outputs: a contact sheet per character, appearances, track embeddings.
@@ -75,7 +87,6 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     assert all(v["character_name"] == n and v["n_files"] == 2 and len(v["centroid"]) == 256 for n, v in named.items())
     # The static HTML report opens from disk: every picture it shows exists beside it.
     import re
-    page = (ws / "library" / "report.html").read_text()
     images = re.findall(r"<img src='([^']+)'", page)
     assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
     assert "Barack_Obama" in page and "(named from subtitles)" in page

@@ -55,3 +55,20 @@ def test_serve_without_a_server_explains_what_to_do(tmp_path):
     r = subprocess.run([sys.executable, "-m", "flows", "serve", str(tmp_path)], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "scripts/prefect_server.sh" in r.stderr
+
+
+def test_server_on_another_port_points_its_ui_at_that_port(tmp_path):
+    """A PREFECT_API_URL left in the shell by a server on 4200 must not send this server's UI there."""
+    import urllib.request
+
+    script = ["bash", str(REPO / "scripts" / "prefect_server.sh")]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_PORT": "4293",
+           "PREFECT_API_URL": "http://127.0.0.1:4200/api"}
+    started = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip() == "export PREFECT_API_URL=http://127.0.0.1:4293/api"
+        with urllib.request.urlopen("http://127.0.0.1:4293/ui-settings", timeout=10) as r:
+            assert json.load(r)["api_url"] == "http://127.0.0.1:4293/api"
+    finally:
+        subprocess.run([*script, "stop"], env=env, timeout=30)
