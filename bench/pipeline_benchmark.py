@@ -70,7 +70,7 @@ SAMPLES = ["montage_dev00.mp4", "montage_dev01.mp4", "montage_trn07.mp4", "monta
 WIDTH, HEIGHT, FPS = 1280, 720, 25
 CLIP_BATCH = 32
 GB = 1e9
-VIDEO_STAGES = ["probe", "frames", "detect", "track", "embed", "cluster", "audio", "vad", "diarize", "align"]
+VIDEO_STAGES = ["probe", "frames", "detect", "track", "embed", "cluster", "audio", "diarize", "align"]
 TARGETS = {"rtf": 0.17, "floor_ratio": 3.0, "warm_share": 0.03, "rss_gb": 3.0, "rss_growth": 1.5}
 
 

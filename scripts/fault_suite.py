@@ -167,7 +167,7 @@ def build_library(root: Path, huge: bool = True) -> tuple[Path, list[Case]]:
         shutil.copy(src, dst)
         return dst
 
-    audio_skipped = dict(skipped=["audio", "vad", "diarize"], note=r"no audio stream")
+    audio_skipped = dict(skipped=["audio", "diarize"], note=r"no audio stream")
 
     copy("good.mp4")
     add("good.mp4", "ok", "processed (control)")

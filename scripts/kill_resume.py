@@ -67,7 +67,7 @@ DEFAULT_VIDEOS = ("hamilton.mp4", "megamind.avi", "montage_dev00.mp4")
 
 # Per-video stages in pipeline order (flows/video.py), then the library steps (flows/library.py) with the
 # file each one leaves: the furthest one present names the "stage reached" at a kill.
-STAGES = ("probe", "frames", "detect", "track", "embed", "cluster", "audio", "vad", "diarize", "align")
+STAGES = ("probe", "frames", "detect", "track", "embed", "cluster", "audio", "diarize", "align")
 LIBRARY_STEPS = (
     ("identities", "library/names.json"),
     ("timelines", "videos"),

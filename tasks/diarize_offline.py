@@ -256,18 +256,27 @@ def _joined(turns: list[tuple[float, float, int]]) -> list[tuple[float, float, i
     return sorted((a, b, k) for a, b, k in out)
 
 
+def chunk_spans(total: int, step: int) -> list[tuple[int, int]]:
+    """Sample spans of `step` covering `total`; a tail shorter than one segmentation window joins the chunk
+    before it (alone it would be a zero-padded window whose few parts found speakers of their own)."""
+    spans, start, tail = [], 0, int(WINDOW * SAMPLE_RATE)
+    while start < total:
+        end = total if total - (start + step) < tail else start + step
+        spans.append((start, end))
+        start = end
+    return spans
+
+
 def diarize(wav: Path, params: DiarizeParams, progress: Progress = None) -> Diarization:
     """The whole file, `params.chunk` seconds at a time; speakers named SPEAKER_00, SPEAKER_01... in order of
     first speech, centroids the L2-normalised mean of their parts' unit embeddings."""
     chunks: list[ChunkSpeakers] = []
     with AudioStream(wav) as stream:
         total = stream.frames
-        step = int(params.chunk * SAMPLE_RATE)
-        for start in range(0, total, step):
-            samples = stream.read(start, min(step, total - start))
-            chunks.append(diarize_chunk(samples, start / SAMPLE_RATE, params))
+        for start, end in chunk_spans(total, int(params.chunk * SAMPLE_RATE)):
+            chunks.append(diarize_chunk(stream.read(start, end - start), start / SAMPLE_RATE, params))
             if progress is not None:
-                progress(round(min(start + step, total) / SAMPLE_RATE), round(total / SAMPLE_RATE))
+                progress(round(end / SAMPLE_RATE), round(total / SAMPLE_RATE))
     labels = link_chunks(chunks, params)
     turns = _joined([(a, b, int(lab[k])) for ch, lab in zip(chunks, labels) for a, b, k in ch.turns])
     exclusive = _joined([(a, b, int(lab[k])) for ch, lab in zip(chunks, labels) for a, b, k in ch.exclusive])

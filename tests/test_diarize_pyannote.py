@@ -18,7 +18,7 @@ from tasks.diarize_pyannote import (
     segmentation_specifications,
     speaker_records,
 )
-from tasks.formats import read_centroids, read_turns, write_segments
+from tasks.formats import read_centroids, read_turns
 from tasks.identities import recluster_library
 from tasks.records import SpeechTurn
 from tasks.registry import (
@@ -125,7 +125,7 @@ def test_local_pipeline_folder_diarizes_through_the_stage(no_network, pipeline_f
     # No VAD segments at all: pyannote finds speech itself.
     out = tmp_path / "turns.json"
     params = DiarizeParams(backend="pyannote", model=str(pipeline_folder))
-    diarize_task.fn(sample_wav(), write_segments(tmp_path / "speech.json", []), out=out, params=params)
+    diarize_task.fn(sample_wav(), out=out, params=params)
     turns, centroids = read_turns(out), read_centroids(out)
     duration = sf.info(str(sample_wav())).duration
     assert turns and all(0 <= t.start < t.end <= duration + 1e-3 for t in turns)
@@ -148,7 +148,12 @@ def test_pipeline_output_becomes_records_in_order_of_first_speech():
     diarization[Segment(9.0, 9.5)] = "SPEAKER_02"
     # Rows follow diarization.labels(); the last is pyannote's zero padding for a speaker without centroid.
     embeddings = np.array([[0.0, 3.0, 4.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    turns, centroids = speaker_records(diarization, embeddings)
+    exclusive = Annotation()
+    exclusive[Segment(1.0, 3.0)] = "SPEAKER_01"
+    exclusive[Segment(4.0, 6.0)] = "SPEAKER_00"
+    result = speaker_records(diarization, exclusive, embeddings)
+    turns, centroids = result.turns, result.centroids
+    assert result.exclusive == [SpeechTurn(1.0, 3.0, "SPEAKER_00"), SpeechTurn(4.0, 6.0, "SPEAKER_01")]
     assert turns == [SpeechTurn(1.0, 3.0, "SPEAKER_00"), SpeechTurn(4.0, 6.0, "SPEAKER_01"),
                      SpeechTurn(5.0, 8.0, "SPEAKER_00"), SpeechTurn(9.0, 9.5, "SPEAKER_02")]
     assert np.allclose(centroids["SPEAKER_00"], [1, 0, 0]) and np.allclose(centroids["SPEAKER_01"], [0, 0.6, 0.8])
@@ -203,13 +208,13 @@ def test_run_spaces_are_the_embedders_names():
     from tasks.embed import DlibFaceEmbedder
     from tasks.embed_hf import ClipEmbedder
 
-    assert voice_space(DiarizeParams()) == "ge2e"
+    assert voice_space(DiarizeParams()) == "campplus"
     assert voice_space(DiarizeParams(backend="pyannote", model="org/pipe")) == "pyannote:org/pipe"
     assert face_space(EmbedParams()) == DlibFaceEmbedder.name
     assert face_space(EmbedParams(backend="clip", model="org/clip")) == f"{ClipEmbedder.family}:org/clip"
 
 
-def _speakers(space: str = "") -> Registry:
+def _speakers(space: str = "campplus") -> Registry:
     reg = Registry("speaker", "cosine", space=space)
     reg.assign("ep1", "k1", ["SPEAKER_00"], np.eye(1, 256, dtype=np.float32), [3.0], set(), 0.1)
     return reg
@@ -217,37 +222,39 @@ def _speakers(space: str = "") -> Registry:
 
 def test_registry_refuses_vectors_of_another_space(tmp_path):
     path = tmp_path / "speakers.parquet"
-    with open_registry(path, "speaker", "cosine", "ge2e") as reg:
-        assert reg.space == "ge2e"  # a new registry takes the run's space
+    with open_registry(path, "speaker", "cosine", "campplus") as reg:
+        assert reg.space == "campplus"  # a new registry takes the run's space
         reg.assign("ep1", "k1", ["SPEAKER_00"], np.eye(1, 256, dtype=np.float32), [3.0], set(), 0.1)
     # Same dimension (256), another embedder: refused before anything is compared.
-    with pytest.raises(ValueError, match=r"holds vectors of ge2e, this run gives pyannote:x: use a separate "
+    with pytest.raises(ValueError, match=r"holds vectors of campplus, this run gives pyannote:x: use a separate "
                                          r"--workspace per embedder"):
         with open_registry(path, "speaker", "cosine", "pyannote:x"):
             pass
-    with open_registry(path, "speaker", "cosine", "ge2e") as reg:
+    with open_registry(path, "speaker", "cosine", "campplus") as reg:
         assert reg.videos() == ["ep1"]
-    assert load_registry(path, "speaker", "cosine").space == "ge2e"  # readers take what is there
+    assert load_registry(path, "speaker", "cosine").space == "campplus"  # readers take what is there
     save_registry(path, Registry("speaker", "cosine"))
     assert load_registry(path, "speaker", "cosine", "pyannote:x").space == "pyannote:x"  # empty: any space
 
 
 def test_registry_written_before_spaces_loads_as_the_default_space(tmp_path):
     path = tmp_path / "speakers.parquet"
-    table = _table(_speakers())
+    table = _table(_speakers(""))
     old = {k: v for k, v in table.schema.metadata.items() if k != b"space"}
     pq.write_table(table.replace_schema_metadata(old), path)
     assert load_registry(path, "speaker", "cosine").space == DEFAULT_SPACES["speaker"] == "ge2e"
     assert load_registry(path, "speaker", "cosine", "ge2e").videos() == ["ep1"]
-    with pytest.raises(ValueError, match="separate --workspace"):
-        load_registry(path, "speaker", "cosine", "pyannote:x")
+    # GE2E, the only voice space before spaces were recorded, is retired: such a registry is rebuilt
+    # (its vectors can never be compared with a new run's), not refused.
+    rebuilt = load_registry(path, "speaker", "cosine", "campplus")
+    assert rebuilt.space == "campplus" and rebuilt.videos() == []
 
 
 def test_library_steps_refuse_a_voice_registry_of_the_other_backend(tmp_path):
     ws = Workspace.open(tmp_path / "ws")
     save_registry(registry_paths(ws)[1], _speakers())
     cfg = RunConfig(diarize=DiarizeParams(backend="pyannote", model="org/pipe"))
-    with pytest.raises(ValueError, match="holds vectors of ge2e, this run gives pyannote:org/pipe"):
+    with pytest.raises(ValueError, match="holds vectors of campplus, this run gives pyannote:org/pipe"):
         recluster_library(ws, cfg)
     assert recluster_library(ws, RunConfig())["speaker"] == (1, 1)
 
@@ -260,8 +267,8 @@ def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_p
     ws = Workspace.open(tmp_path / "ws")
     check_spaces(ws, "dlib-resnet", "pyannote:org/pipe")  # no registry yet: any space
     save_registry(registry_paths(ws)[1], _speakers())
-    check_spaces(ws, "dlib-resnet", "ge2e")
-    with pytest.raises(ValueError, match="holds vectors of ge2e, this run gives pyannote:org/pipe"):
+    check_spaces(ws, "dlib-resnet", "campplus")
+    with pytest.raises(ValueError, match="holds vectors of campplus, this run gives pyannote:org/pipe"):
         check_spaces(ws, "dlib-resnet", "pyannote:org/pipe")
 
     lib = tmp_path / "library"
@@ -277,13 +284,12 @@ def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_p
 def test_new_weights_in_the_same_folder_change_the_stage_key(pipeline_folder, tmp_path):
     import shutil
 
-    from tasks.diarize import cache_inputs
+    from tasks.pipeline import StageKeys
 
-    assert cache_inputs(DiarizeParams()) == DiarizeParams().model_dump()
     folder = shutil.copytree(pipeline_folder, tmp_path / "pipeline")
-    params = DiarizeParams(backend="pyannote", model=str(folder))
-    before = cache_inputs(params)
-    assert cache_inputs(params) == before
+    cfg = RunConfig(diarize=DiarizeParams(backend="pyannote", model=str(folder)))
+    before = StageKeys("0" * 32, cfg)["diarize"]
+    assert StageKeys("0" * 32, cfg)["diarize"] == before
     checkpoint = next(p for p in (folder / "embedding").rglob("*") if p.is_file())
     checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")
-    assert cache_inputs(params) != before
+    assert StageKeys("0" * 32, cfg)["diarize"] != before

