@@ -40,6 +40,7 @@ BATCH = 32  # segmentation windows per forward pass
 # CAM++'s trunk runs on 10 s spans of the chunk (its context layers average over their whole input, and
 # that is the length it was trained near); each span is mean-normalised on its own.
 TRUNK_SPAN = 10.0
+TRUNK_CHANNELS = 512  # CAM++'s frame features before its statistics pooling
 
 
 @dataclass
@@ -93,19 +94,20 @@ def split_parts(binary, piece: float):
     return SlidingWindowFeature(out, binary.sliding_window)
 
 
-def trunk_features(samples: np.ndarray):
-    """CAM++ frame features of the whole chunk, (channels, frames at 50 per second), span by span."""
+def trunk_features(samples: np.ndarray, needed: np.ndarray | None = None):
+    """CAM++ frame features of the whole chunk, (channels, frames at 50 per second), span by span; spans
+    whose entry of `needed` is False (no one speaks in them) are left at zero instead of computed."""
     import torch
 
     model = campplus()
     span = int(TRUNK_SPAN * SAMPLE_RATE)
     pieces = []
     with torch.inference_mode():
-        for a in range(0, max(len(samples), 1), span):
+        for i, a in enumerate(range(0, max(len(samples), 1), span)):
             piece = samples[a:a + span]
             want = -(-len(piece) // TRUNK_HOP)  # trunk frames this span stands for
-            if len(piece) < 400:  # shorter than one fbank window
-                pieces.append(torch.zeros((pieces[-1].shape[0] if pieces else 512, want)))
+            if len(piece) < 400 or (needed is not None and not needed[i]):  # under one fbank window, or silent
+                pieces.append(torch.zeros((TRUNK_CHANNELS, want)))
                 continue
             feats = fbank(piece)
             feats = feats - feats.mean(dim=0, keepdim=True)
@@ -115,6 +117,17 @@ def trunk_features(samples: np.ndarray):
                 trunk = torch.cat([trunk, trunk[:, -1:].expand(-1, want - trunk.shape[1])], dim=1)
             pieces.append(trunk[:, :want])
     return torch.cat(pieces, dim=1)
+
+
+def speech_spans(count, n_samples: int, offset: float) -> np.ndarray:
+    """Per TRUNK_SPAN of the chunk, whether the frame-level speaker count says someone speaks in it."""
+    n = max(1, -(-n_samples // int(TRUNK_SPAN * SAMPLE_RATE)))
+    needed = np.zeros(n, dtype=bool)
+    frames = count.sliding_window
+    for i in np.flatnonzero(count.data[:, 0] > 0):
+        t = frames[i].middle - offset
+        needed[min(n - 1, max(0, int(t // TRUNK_SPAN)))] = True
+    return needed
 
 
 def embed_parts(features, parts, offset: float, frames, min_clean: float) -> np.ndarray:
@@ -191,7 +204,8 @@ def diarize_chunk(samples: np.ndarray, offset: float, params: DiarizeParams) -> 
     if np.nanmax(count.data) == 0:
         return ChunkSpeakers()
     parts = split_parts(binary, params.piece)
-    embeddings = embed_parts(trunk_features(samples), parts, offset, frames, params.min_clean)
+    features = trunk_features(samples, speech_spans(count, len(samples), offset))
+    embeddings = embed_parts(features, parts, offset, frames, params.min_clean)
     clustering = _clustering(params, int(math.ceil(params.min_clean / frames.step)))
     # pyannote prints a hint when it cannot reach the requested number of clusters.
     with contextlib.redirect_stdout(io.StringIO()):

@@ -22,7 +22,7 @@ from tasks.audio_features import (
     make_extractor,
 )
 from tasks.embed_hf import ModelUnavailable
-from tasks.formats import read_rttm, write_characters, write_json, write_tracks, write_turns
+from tasks.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
 from tasks.identities import NAMES_JSON
 from tasks.records import SpeechTurn
 from tasks.registry import Member, Registry, registry_paths, save_registry
@@ -191,7 +191,8 @@ def write_video(ws: Workspace, name: str, vid: str, audio: np.ndarray | None, tu
     cache = ws.root / "cache"
     probe = cache / "probe" / vid / "0123456789abcdef.json"
     write_json(probe, {})
-    outputs = {"video": f"/library/{name}", "probe": str(probe), "frames": "", "embeddings": "", "evidence": "",
+    outputs = {"video": f"/library/{name}", "probe": str(probe), "frames": "", "embeddings": "",
+               "evidence": str(write_evidence(cache / "align" / vid / "e.json", [])),
                "tracks": str(write_tracks(cache / "track" / vid / "t.json", [])),
                "characters": str(write_characters(cache / "cluster" / vid / "c.json", [])),
                "turns": "", "wav": "", "interval": "1.0"}

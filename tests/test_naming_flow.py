@@ -84,7 +84,7 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     voices = pq.read_table(ws / "library" / "speakers_table.parquet").to_pylist()
     named = {v["name"]: v for v in voices if v["name"]}
     assert set(named) == {"Barack_Obama", "Rose_Leslie"}
-    assert all(v["character_name"] == n and v["n_files"] == 2 and len(v["centroid"]) == 256 for n, v in named.items())
+    assert all(v["character_name"] == n and v["n_files"] == 2 and len(v["centroid"]) == 192 for n, v in named.items())
     # The static HTML report opens from disk: every picture it shows exists beside it.
     import re
     images = re.findall(r"<img src='([^']+)'", page)
