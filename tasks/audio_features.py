@@ -22,7 +22,7 @@ import torch
 from tasks.audio_stream import RATE, AudioStream
 from tasks.embed_hf import _offline
 from tasks.formats import read_json, read_npy, vector_column, write_json, write_npy, write_parquet
-from tasks.identities import NAMES_JSON, VideoStages, global_view, read_names
+from tasks.identities import VideoStages, global_turns
 from tasks.records import SpeechTurn
 from tasks.registry import load_registries
 from tasks.stage import Progress
@@ -188,7 +188,6 @@ def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTu
     last_run = ws.library_dir / LAST_RUN
     if not last_run.is_file():
         raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
-    names = read_names(ws.library_dir / NAMES_JSON)
     registries = load_registries(ws)
     identity = extractor.cache_identity()
     videos, silent = [], []
@@ -204,7 +203,9 @@ def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTu
         wav = stages.wav
         # Stage results are named by their own content keys (tasks/workspace.py): no need to hash them again.
         key = params_digest(stages.turns.name, wav.name, identity, code_fingerprint(__name__))
-        turns = [t for t in global_view(stages, registries, names).turns if t.duration > 0]
+        # One voice at a time: a clip of two people talking at once would describe neither.
+        turns = [t for t in global_turns(stages.turns, registries[1].mapping(stages.name), exclusive=True)
+                 if t.duration > 0]
         videos.append(VideoTurns(stages.name, turns, wav,
                                  ws.root / "cache" / CACHE_STAGE / stages.probe.parent.name / f"{key}.npy"))
     return videos, silent

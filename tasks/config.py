@@ -98,16 +98,17 @@ class DiarizeParams(_Params):
                                "wheel; overlap-aware) | pyannote (a pyannote.audio 4 pipeline in `model`)")
     model: str | None = Field(None, description="pyannote: a local folder (or its config.yaml) of the pipeline, or a "
                                                 "Hugging Face id already in the local HF cache")
-    # Calibration (tasks/diarize_offline.py; DER on the four public montage episodes, collar 0.25, overlap
-    # scored, and on pyannote's sample.wav): 2.5 s steps are as good as pyannote's 1 s (pooled 30.4 % both) at
-    # 40 % of the cost; 5 s loses 1-4 points on dev00/dev01.
+    # Calibration (README "The default diarizer"; DER on the four public montage episodes, collar 0.25,
+    # overlap scored): 2.5 s steps were as good as pyannote's 1 s (pooled 30.4 % both, measured with parts
+    # embedded one by one) at 40 % of the cost; 5 s loses 1-4 points on dev00/dev01.
     segmentation_step: float = Field(2.5, ge=0.5, le=10, description="offline: seconds between the 10 s windows "
                                                                       "segmentation-3.0 looks at")
     # 2 s parts: 3 s ones blend voices more often (dev00 14.2 % vs 8.6 %), 1.5 s ones embed worse.
     piece: float = Field(2.0, ge=0.5, le=10, description="offline: seconds of a window one CAM++ embedding "
                                                          "describes (a local speaker's speech is cut into such parts)")
-    # Average linkage on cosine distance between parts: 0.6 splits dev00's Obama in three, 0.7 joins the two
-    # voices of sample.wav; 0.65 is the only value right on all five files, so this is a narrow margin.
+    # Average linkage on cosine distance between parts: 0.5 splits dev00's Obama in two (DER 28 %), 0.6 joins
+    # the two voices of pyannote's sample.wav (44 %); 0.55 is the only value right on all five files: a narrow
+    # margin (a copy of dev00 shifted by 16 ms splits Obama at 0.576).
     threshold: float = Field(0.55, gt=0, lt=2, description="offline: mean cosine distance between the parts of "
                                                            "two clusters under which they are one speaker")
     min_cluster_size: int = Field(6, ge=1, le=50, description="offline: parts a speaker needs (smaller clusters "

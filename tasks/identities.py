@@ -20,6 +20,7 @@ from tasks.detect import make_detector
 from tasks.embed import make_embedder
 from tasks.formats import (
     read_centroids,
+    read_exclusive_turns,
     read_characters,
     read_evidence,
     read_json,
@@ -141,10 +142,16 @@ def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, 
         merged.setdefault(char_map.get(c.character_id, c.character_id), []).extend(c.track_ids)
     characters = [Character(gid, tuple(sorted(tids)), name=names[gid].name if gid in names else None)
                   for gid, tids in sorted(merged.items())]
-    turns = [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
-             for t in (read_turns(stages.turns) if stages.turns else [])]
-    return GlobalView(read_tracks(stages.tracks), characters, turns,
+    return GlobalView(read_tracks(stages.tracks), characters, global_turns(stages.turns, voice_map),
                       video_links(global_evidence(stages, char_map, voice_map), links))
+
+
+def global_turns(path: Path | None, voice_map: dict[str, str], exclusive: bool = False) -> list[SpeechTurn]:
+    """A video's turns in library speaker ids; with `exclusive`, their one-speaker-at-a-time view."""
+    if path is None:
+        return []
+    return [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
+            for t in (read_exclusive_turns(path) if exclusive else read_turns(path))]
 
 
 def global_evidence(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str]) -> list[Cooccurrence]:
