@@ -195,8 +195,8 @@ def diarize_chunk(samples: np.ndarray, offset: float, params: DiarizeParams) -> 
     import contextlib
     import io
 
+    from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization
     from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Mixin
-    from pyannote.core import SlidingWindowFeature
 
     frames = segmentation_model().receptive_field
     binary = segment(samples, offset, params.segmentation_step)
@@ -217,14 +217,11 @@ def diarize_chunk(samples: np.ndarray, offset: float, params: DiarizeParams) -> 
         return ChunkSpeakers()
     if params.max_speakers:
         count.data = np.minimum(count.data, params.max_speakers)
-    clustered = np.full(parts.data.shape[:2] + (n_clusters,), np.nan)
-    for c in range(len(hard)):
-        for k in np.unique(hard[c][hard[c] >= 0]):
-            clustered[c, :, k] = parts.data[c][:, hard[c] == k].max(axis=1)
-    clustered = SlidingWindowFeature(clustered, parts.sliding_window)
-    turns = _annotation_turns(Mixin.to_diarization(clustered, count), params.min_duration_off)
+    # pyannote's own reconstruction (a method that only calls the mixin's static to_diarization), run once
+    # with the frame-level speaker count and once with at most one speaker per frame, as its pipeline does.
+    turns = _annotation_turns(SpeakerDiarization.reconstruct(Mixin, parts, hard, count), params.min_duration_off)
     count.data = np.minimum(count.data, 1)
-    exclusive = _annotation_turns(Mixin.to_diarization(clustered, count), params.min_duration_off)
+    exclusive = _annotation_turns(SpeakerDiarization.reconstruct(Mixin, parts, hard, count), params.min_duration_off)
 
     unit = np.nan_to_num(embeddings) / np.maximum(np.linalg.norm(np.nan_to_num(embeddings), axis=2, keepdims=True), 1e-9)
     sums = np.zeros((n_clusters, EMBEDDING_DIM))
