@@ -26,9 +26,23 @@ ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                          help="YAML file with run parameters (schema: tasks.config.RunConfig).")
 # How `castline run` names the config fields it overrides, for error messages.
 OPTION_NAMES = {"demux.fps": "--fps", "demux.keyframes_only": "--keyframes-only", "detect.backend": "--detector",
-                "parallel": "--parallel"}
+                "parallel": "--parallel", "device": "--device"}
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
                             help="Where results go.")
+DeviceOpt = typer.Option(None, "--device", show_default=DEFAULTS.device,
+                         help=RunConfig.model_fields["device"].description)
+
+
+def _use_device_or_exit(setting: str | None) -> None:
+    """For the commands that run a model outside the per-video flow (which sets the device itself)."""
+    from tasks import device
+    from tasks.errors import ModelUnavailable
+
+    try:
+        device.use(setting or DEFAULTS.device)
+        device.torch_device()
+    except (ValueError, ModelUnavailable) as e:  # not one of auto | cpu | cuda; cuda on a machine without one
+        _fail(str(e), 2)
 
 
 @app.callback()
@@ -128,6 +142,7 @@ def run(
     runner: str = typer.Option("threads", help="Where videos run: threads (this process) | dask."),
     dask_address: Optional[str] = typer.Option(None, show_default="a local 2-worker cluster",
                                                help="Dask scheduler address for --runner dask, e.g. tcp://host:8786."),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
 
@@ -136,7 +151,9 @@ def run(
     if runner not in ("threads", "dask"):
         _fail(f"--runner must be threads or dask, not {runner!r}", 2)
     cfg = _load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
-                                        "detect.backend": detector, "parallel": parallel})
+                                        "detect.backend": detector, "parallel": parallel,
+                                        "device": device})
+    _use_device_or_exit(cfg.device)  # a GPU asked for and not there is said once, before any video starts
     _run_library(library, workspace, cfg, runner, dask_address)
 
 
@@ -260,6 +277,7 @@ def train_detector(
                                               help="Local .pt to fine-tune (else --model-yaml from scratch)."),
     model_yaml: Optional[str] = typer.Option(None, show_default="yolov8n.yaml",
                                              help="Architecture trained from scratch."),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
@@ -268,6 +286,7 @@ def train_detector(
     from tasks.train_detector import TrainParams
     from tasks.yolo_detector import QualityGate
 
+    _use_device_or_exit(device)
     params = _params_or_exit(TrainParams, {"epochs": epochs, "imgsz": imgsz, "batch": batch,
                                            "checkpoint": checkpoint, "model_yaml": model_yaml})
     try:
@@ -350,6 +369,7 @@ def audio_features(
     backend: str = typer.Option(..., help="Audio encoder: whisper (30 s window) | ast (10.24 s window)."),
     model: str = typer.Option(..., help="A local model folder, or a Hugging Face id already in the local cache."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="WORKSPACE/llm", help="Export folder."),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """One audio feature vector per speaker turn of the last run, from a pretrained audio encoder, and per
     library speaker their mean weighted by speech time: Parquet + JSON in OUT.
@@ -360,6 +380,7 @@ def audio_features(
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
     if backend not in ("whisper", "ast"):
         _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
+    _use_device_or_exit(device)
     from tasks.audio_features import export_audio_features, make_extractor
     from tasks.errors import ModelUnavailable
     from tasks.stage import ProgressBar

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.states import Failed
 
+from tasks import device
 from tasks.align import align_task, sampling_interval
 from tasks.cluster import cluster_task
 from tasks.config import RunConfig
@@ -38,6 +39,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     """Run every stage of one video. With `finished_only`, compute nothing: return the result when every
     stage is already finished (no Prefect run needed), else raise NotFinished."""
     started = time.perf_counter()
+    device.use(cfg.device)  # this process's models (a Dask worker's too) load where the run says
     result = VideoResult(video=name, ok=True)
     paths: dict[str, Path | None] = dict.fromkeys(AUDIO_STAGES)  # skipped: align is then given no turns
 

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from tasks import device as castline_device
 from tasks.audio_stream import RATE, AudioStream
 from tasks.embed_hf import _offline
 from tasks.formats import read_json, read_npy, vector_column, write_json, write_npy, write_parquet
@@ -52,7 +53,7 @@ class AudioFeatures(ABC):
     def __init__(self, model: str | Path, batch_size: int = 8, device: str | None = None):
         self.model_id = str(model)
         self.batch_size = int(batch_size)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device) if device else castline_device.torch_device()
         self.processor = self._load_processor()
         self._net = self._load_model().eval().to(self.device)
         self.rate = int(self.processor.sampling_rate)

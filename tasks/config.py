@@ -190,6 +190,9 @@ class RunConfig(_Params):
         return without_retired(data, {"vad"}, "", "the diarizer finds speech itself")
 
     parallel: int = Field(2, ge=1, le=64, description="videos processed at the same time")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the torch models run (MTCNN, YOLO, CLIP/ViT, the diarizer): auto | cpu | cuda "
+                            "(auto: the GPU when torch sees one)")
     demux: DemuxParams = DemuxParams()
     detect: DetectParams = DetectParams()
     track: TrackParams = TrackParams()

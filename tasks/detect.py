@@ -40,7 +40,9 @@ class MTCNNDetector:
         if self._model is None:
             from facenet_pytorch import MTCNN
 
-            self._model = MTCNN(keep_all=True, device="cpu", min_face_size=self.min_face,
+            from tasks import device
+
+            self._model = MTCNN(keep_all=True, device=device.torch_device(), min_face_size=self.min_face,
                                 post_process=False)
         return self._model
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import device
 from tasks.audio_stream import AudioStream
 from tasks.config import DiarizeParams
 from tasks.errors import ModelUnavailable
@@ -94,9 +95,7 @@ def load_pipeline(model: str):
         raise ValueError(f"pyannote pipeline {model!r} is a {type(pipeline).__name__}, not a SpeakerDiarization")
     # A `legacy` pipeline returns the Annotation alone; castline also needs its speaker embeddings.
     pipeline.legacy = False
-    if torch.cuda.is_available():
-        pipeline.to(torch.device("cuda"))
-    return pipeline
+    return pipeline.to(device.torch_device())
 
 
 def speaker_records(diarization, exclusive, embeddings: np.ndarray) -> Diarization:

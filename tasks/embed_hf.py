@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from tasks import device as castline_device
 from tasks.contact_sheet import crop_box, letterbox
 from tasks.errors import ModelUnavailable
 
@@ -57,7 +58,7 @@ class _HFImageEmbedder(ABC):
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ValueError(f"grid must be (rows, cols) of positive integers, got {grid}")
         self.batch_size = int(batch_size)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device) if device else castline_device.torch_device()
         self._net = self._load_model().eval().to(self.device)
         native = self._image_size()
         self.size = int(size or native)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks import device
 from tasks.config import DetectParams
 from tasks.dataset import DATA_YAML, SUMMARY, check_dataset, held_out_split, label_path, list_images, read_label_file
 from tasks.detect import FaceDetector, make_detector, read_rgb
@@ -237,7 +238,7 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
         data_yaml.write_text(yaml.safe_dump({**spec, "path": str(dataset_dir)}, sort_keys=False), encoding="utf-8")
         model.train(data=str(data_yaml), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
                     workers=params.workers, patience=params.patience, cache="ram" if params.cache else False,
-                    seed=params.seed, device="cpu", project=str(project), name=run_id, exist_ok=True,
+                    seed=params.seed, device=device.name(), project=str(project), name=run_id, exist_ok=True,
                     plots=False, amp=False, verbose=False, pretrained=params.checkpoint is not None)
         train_seconds = time.perf_counter() - started
         trainer = model.trainer
@@ -245,7 +246,7 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
 
         split = held_out_split(dataset_dir)
         scores = YOLO(str(weights), task="detect").val(
-            data=str(data_yaml), split=split, imgsz=params.imgsz, batch=params.batch, workers=0, device="cpu",
+            data=str(data_yaml), split=split, imgsz=params.imgsz, batch=params.batch, workers=0, device=device.name(),
             plots=False, verbose=False, project=str(project / run_id), name="val", exist_ok=True)
     teacher, teacher_name, min_face = _teacher(dataset_dir)
     conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou)

