@@ -16,7 +16,7 @@ from tasks import formats
 from tasks.config import EmbedParams
 from tasks.detect import read_rgb
 from tasks.contact_sheet import crop_box
-from tasks.pooling import pool, quality
+from tasks.pooling import pool, quality, witnesses
 from tasks.records import Box, Frame, Track
 from tasks.stage import Progress, ProgressBar, stage_task
 from tasks.workspace import model_folder
@@ -137,7 +137,8 @@ def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, s
 
 def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
                  progress: Progress = None, embedder=None, frames: Sequence[Frame] | None = None) -> np.ndarray:
-    """Row i = track i's vector. dlib: plain mean of its per-box descriptors (not re-normalised, so dlib's 0.6
+    """Row i = track i's vector, from `params.crops` of its boxes (tasks/pooling.py witnesses). dlib: plain mean of
+    their descriptors (not re-normalised, so dlib's 0.6
     rule still holds). Cosine embedders (clip/vit): quality-weighted mean of unit vectors (tasks/pooling.py).
 
     `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
@@ -155,8 +156,8 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     # Group by frame so each JPEG is decoded once, however many faces it holds.
     by_frame: dict[int, list[tuple[int, Box]]] = defaultdict(list)
     for row, track in enumerate(tracks):
-        for box in track.boxes:
-            by_frame[box.frame].append((row, box))
+        for i in witnesses(track.boxes, params.crops):
+            by_frame[track.boxes[i].frame].append((row, track.boxes[i]))
     order = sorted(by_frame)
     missing = [i for i in order if i not in files]
     if missing:

@@ -23,6 +23,19 @@ SHARPNESS_HALF = 250.0
 SIZE_FULL = 112.0
 
 
+def witnesses(boxes: Sequence[Box], k: int) -> list[int]:
+    """Indices of at most `k` boxes that stand for a track: its boxes cut into k stretches of equal count, in
+    time order, and from each the largest face by its detector's confidence (size x score, as `quality` weighs
+    them). Spread over the track's time, so a head turn or a lighting change is seen; chosen from the boxes
+    alone, before any frame is decoded. k <= 0 keeps every box."""
+    if k <= 0 or len(boxes) <= k:
+        return list(range(len(boxes)))
+    edges = np.linspace(0, len(boxes), k + 1).round().astype(int)
+    value = [min(1.0, float(np.sqrt(b.area)) / SIZE_FULL) * min(max(b.score, 0.0), 1.0) for b in boxes]
+    # max() keeps the first of equal values: the pick is deterministic.
+    return [max(range(a, z), key=lambda i: value[i]) for a, z in zip(edges, edges[1:])]
+
+
 def sharpness(crop: np.ndarray) -> float:
     """Variance of the Laplacian of the grey crop at a common scale, mapped to [0, 1) by v / (v + half)."""
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop

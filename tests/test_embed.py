@@ -119,3 +119,33 @@ def test_worker_processes_give_the_same_rows_as_one_process(montage_store, monke
     assert pools == [2]
     np.testing.assert_array_equal(one, two)
     assert progress == list(range(1, len(progress) + 1)) and progress[-1] == len({t.boxes[0].frame for t in tracks})
+
+
+def test_witnesses_spread_over_the_track_and_pick_the_best_of_each_stretch():
+    from tasks.pooling import witnesses
+
+    def box(i, side, score):
+        return Box(frame=i, t=float(i), x1=0, y1=0, x2=side, y2=side, score=score)
+
+    # Ten boxes: the big confident ones sit at 1, 4 and 8; box 9 is big but barely a face.
+    sides = [40, 90, 40, 40, 95, 40, 40, 40, 100, 110]
+    scores = [0.99] * 9 + [0.3]
+    boxes = [box(i, s, c) for i, (s, c) in enumerate(zip(sides, scores))]
+    assert witnesses(boxes, 3) == [1, 4, 8]
+    assert witnesses(boxes, 0) == list(range(10)) == witnesses(boxes, 10)
+    assert witnesses(boxes[:2], 4) == [0, 1]
+
+
+def test_embed_tracks_reads_only_the_frames_of_the_witnesses(embedder, montage_store, monkeypatch):
+    frames = formats.read_frames(montage_store)
+    boxes = tuple(Box(s, frames[s].t, *truth_boxes(s)["barack_obama"], score=1.0)
+                  for s in range(12) if "barack_obama" in truth_boxes(s))
+    assert len(boxes) > 4
+    reads = []
+    real_read = embed_module.read_rgb
+    monkeypatch.setattr(embed_module, "read_rgb", lambda p: reads.append(Path(p).name) or real_read(p))
+    few = embed_tracks(montage_store.parent, [Track(0, boxes)], EmbedParams(crops=4), embedder=embedder)
+    assert len(reads) == 4
+    every = embed_tracks(montage_store.parent, [Track(0, boxes)], EmbedParams(crops=0), embedder=embedder)
+    assert len(reads) == 4 + len(boxes)
+    assert np.linalg.norm(few[0] - every[0]) < 0.15  # the same face: dlib's same-person rule is < 0.6
