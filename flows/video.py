@@ -1,4 +1,4 @@
-"""Per-video flow: one video through demux → detect → track → embed → cluster, and
+"""Per-video flow: one video through demux → detect → track → embed → cluster, and beside it
 audio → diarize, then align its voices to its faces.
 
 Each stage's result path is its cache key (tasks/pipeline.py), so a re-run skips finished stages and a
@@ -7,8 +7,11 @@ reason (a Failed state) and never touches the other videos of the library.
 """
 from __future__ import annotations
 
+import contextvars
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from prefect import flow
 from prefect.states import Failed
@@ -33,6 +36,21 @@ AUDIO_STAGES = ["audio", "diarize"]
 
 class NotFinished(Exception):
     """Raised in `finished_only` mode at the first stage whose result does not exist yet."""
+
+
+def both_branches(video_branch: Callable[[], None], audio_branch: Callable[[], None], at_once: bool) -> None:
+    """The audio branch beside the video branch (a thread in Prefect's run context, so its tasks belong to this
+    flow run), or one after the other. The video branch's error comes first: its stages never wait on the
+    audio's, and a missing voice model fails the video only once its faces are done. Each stage still writes
+    its result whole or not at all, so a kill during both leaves what either had finished."""
+    if not at_once:
+        video_branch()
+        audio_branch()
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="audio-branch") as pool:
+        audio = pool.submit(contextvars.copy_context().run, audio_branch)
+        video_branch()  # on an error too, the block is left only once the audio branch is done
+    audio.result()
 
 
 def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finished_only: bool = False) -> VideoResult:
@@ -61,18 +79,24 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     if info.vfr:
         result.notes.append("variable frame rate: frames are sampled by presentation time")
 
-    run("frames", frames_task, video, params=cfg.demux)
-    run("detect", detect_task, params=cfg.detect)
-    run("track", track_task, params=cfg.track)
-    run("embed", embed_task, params=cfg.embed)
-    run("cluster", cluster_task, params=cfg.cluster)
+    def video_branch() -> None:
+        run("frames", frames_task, video, params=cfg.demux)
+        run("detect", detect_task, params=cfg.detect)
+        run("track", track_task, params=cfg.track)
+        run("embed", embed_task, params=cfg.embed)
+        run("cluster", cluster_task, params=cfg.cluster)
+
+    def audio_branch() -> None:
+        run("audio", audio_task, video, sample_rate=cfg.demux.sample_rate)
+        run("diarize", diarize_task, params=cfg.diarize, label=name)
+
     if info.audio is None:
         keys.skip(AUDIO_STAGES)
         result.skipped_stages += AUDIO_STAGES
         result.notes.append("no audio stream: audio stages skipped")
+        video_branch()
     else:
-        run("audio", audio_task, video, sample_rate=cfg.demux.sample_rate)
-        run("diarize", diarize_task, params=cfg.diarize, label=name)
+        both_branches(video_branch, audio_branch, at_once=not finished_only)
     interval = sampling_interval(paths["frames"], cfg.demux.fps)
     run("align", align_task, interval=interval)
 
