@@ -43,6 +43,8 @@ def _use_device_or_exit(setting: str | None) -> None:
         device.torch_device()
     except (ValueError, ModelUnavailable) as e:  # not one of auto | cpu | cuda; cuda on a machine without one
         _fail(str(e), 2)
+VerboseOpt = typer.Option(False, "--verbose", "-v",
+                          help="Show every Prefect log line (each task's \"Finished in state\", each stage reused).")
 
 
 @app.callback()
@@ -94,10 +96,13 @@ def _params_or_exit(model, given: dict, names: dict[str, str] | None = None):
 
 
 def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runner: str = "threads",
-                 dask_address: Optional[str] = None) -> None:
+                 dask_address: Optional[str] = None, verbose: bool = False) -> None:
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
-    from flows.library import default_workspace, list_videos, no_videos_message, with_runner
+    from prefect import tags
+
+    from flows.display import Display, found_lines, ui_run_url
+    from flows.library import default_workspace, library_tag, list_videos, no_videos_message, with_runner
     from tasks.registry import check_spaces, face_space, voice_space
     from tasks.workspace import Workspace
 
@@ -109,20 +114,25 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     if not list_videos(library, ws):
         _fail(f"warning: {no_videos_message(library)}", 1)
 
-    state = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg,
-                                              return_state=True)
+    with Display(verbose=verbose), tags(library_tag(library)):
+        state = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg,
+                                                  return_state=True)
     # A run with failed videos is a Failed state that carries the summary; anything else not Completed is a bug.
     summary = state.result(raise_on_failure=False)
     if not isinstance(summary, dict):
         state.result()
+    # What was found, then the one line of each failed video, then where to look.
     typer.echo("")
-    d = summary["detector"]
-    typer.echo(f"face detector: {d['backend']} {d['weights'] or ''} ({d['why']})")
     typer.echo(f"{len(summary['succeeded'])} video(s) succeeded, {len(summary['failed'])} failed "
-               f"in {summary['seconds']:.1f} s")
+               f"in {summary['seconds']:.1f} s (face detector: {summary['detector']['backend']})")
+    for line in found_lines(summary):
+        typer.echo(line)
     for f in summary["failed"]:
         typer.echo(f"FAILED {f['video']}: {f['error']}")
-    typer.echo(f"report: {summary['report']}")
+    typer.echo(f"report: {Path(summary['report']).with_suffix('.html')}")
+    url = ui_run_url(state.state_details.flow_run_id)
+    if url:
+        typer.echo(f"Prefect UI: {url}")
     raise typer.Exit(1 if summary["failed"] else 0)
 
 
@@ -143,6 +153,7 @@ def run(
     dask_address: Optional[str] = typer.Option(None, show_default="a local 2-worker cluster",
                                                help="Dask scheduler address for --runner dask, e.g. tcp://host:8786."),
     device: Optional[str] = DeviceOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
 
@@ -154,7 +165,7 @@ def run(
                                         "detect.backend": detector, "parallel": parallel,
                                         "device": device})
     _use_device_or_exit(cfg.device)  # a GPU asked for and not there is said once, before any video starts
-    _run_library(library, workspace, cfg, runner, dask_address)
+    _run_library(library, workspace, cfg, runner, dask_address, verbose)
 
 
 @app.command()
@@ -162,6 +173,7 @@ def recluster(
     library: Path = typer.Argument(..., help="Folder of videos already processed by `castline run`."),
     workspace: Optional[Path] = WorkspaceOpt,
     config: Optional[Path] = ConfigOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Rebuild the library's character and speaker identities with the configured thresholds
     (library.face_threshold, library.voice_threshold), then rewrite every timeline.
@@ -180,7 +192,7 @@ def recluster(
         _fail(str(e), 2)
     for kind, (before, after) in counts.items():
         typer.echo(f"{kind}s: {before} -> {after} identities")
-    _run_library(library, workspace, cfg)
+    _run_library(library, workspace, cfg, verbose=verbose)
 
 
 @app.command()

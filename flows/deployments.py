@@ -24,7 +24,7 @@ def library_deployment(library: Path, workspace: Path | None, config: RunConfig,
                     "workspace": str(workspace.resolve()) if workspace else None,
                     "config": config.model_dump(mode="json")},
         description=f"castline over {library.resolve()}",
-        tags=["castline", "library"],
+        tags=["castline", "library", f"library:{library.resolve().name}"],
     )
 
 

@@ -14,15 +14,16 @@ from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from tqdm.auto import tqdm
 
+from flows import display
 from flows.logs import keep_expected_errors_short
 from flows.video import NotFinished, process_video, video_flow
+from flows.video_artifacts import publish_video_artifacts
 from tasks.demux import MediaError
 from tasks.errors import ModelUnavailable
 from tasks.artifacts import library_key, publish_run_artifacts
@@ -69,12 +70,17 @@ def video_name(library: Path, video: Path) -> str:
 
 
 @always_task("process-video")
-def process_video_task(video: str, name: str, workspace: str, config: RunConfig):
+def _process_video(video: str, name: str, workspace: str, config: RunConfig):
     """The subflow's VideoResult, or its Failed state: a wrapper that ended Completed would hide the failure."""
     state = video_flow(video, name, workspace, config, return_state=True)
     if state.is_completed():
         return state.result()
     return Failed(message=state.message or state.name)
+
+
+# One task run per video, named after it in the Prefect UI.
+process_video_task = _process_video.with_options(task_run_name="process-video · {name}")
+timeline_per_video = timeline_task.with_options(task_run_name="timeline · {name}")
 
 
 def failure_message(results: list[VideoResult]) -> str | None:
@@ -100,6 +106,19 @@ def with_runner(runner: str, dask_address: str | None = None):
         cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}))
 
 
+def library_tag(library: str | Path) -> str:
+    """The tag every run of a library carries in the Prefect UI (the library run, its subflows, their tasks)."""
+    return f"library:{Path(library).resolve().name}"
+
+
+def library_run_name() -> str:
+    """`library sample · 2026-12-01 08:03`: what the run is, and when it started (local time)."""
+    from prefect.runtime import flow_run
+
+    library = flow_run.parameters.get("library") or ""
+    return f"library {Path(library).resolve().name} · {datetime.now():%Y-%m-%d %H:%M}"
+
+
 def _set_torch_threads(parallel: int) -> None:
     """Videos run in threads of one process: share the cores instead of oversubscribing them.
     torch reads OMP_NUM_THREADS when first imported, so a run whose stages are all finished never
@@ -111,7 +130,8 @@ def _set_torch_threads(parallel: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(n)
 
 
-@flow(name="castline-library", task_runner=ThreadPoolTaskRunner(max_workers=64), validate_parameters=True)
+@flow(name="castline-library", flow_run_name=library_run_name, task_runner=ThreadPoolTaskRunner(max_workers=64),
+      validate_parameters=True)
 def library_flow(library: str, workspace: str | None = None, config: RunConfig = RunConfig()) -> dict | State:
     """Process every video of LIBRARY into WORKSPACE (default LIBRARY/.castline). Returns the run summary,
     as the data of a Failed state when any video failed."""
@@ -119,7 +139,7 @@ def library_flow(library: str, workspace: str | None = None, config: RunConfig =
     started = time.perf_counter()
     lib = Path(library).resolve()
     ws = Workspace.open(workspace or default_workspace(lib))
-    with active_run(ws.root) as alone:
+    with active_run(ws.root) as alone, tags(library_tag(lib)):
         if alone:
             cleaned = remove_partials(ws.root)
             if cleaned:
@@ -144,7 +164,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     for v in videos:
         try:
             results[video_name(lib, v)] = process_video(v, video_name(lib, v), ws, config, finished_only=True)
-            logger.info("%s: every stage finished in an earlier run", video_name(lib, v))
+            logger.info("%s: reused (every stage finished in an earlier run)", video_name(lib, v))
         except (NotFinished, MediaError, ModelUnavailable, OSError):  # the subflow runs it, or reports why not
             pending.append(v)
     # One video left to run gets all the cores, not a share meant for `parallel` videos.
@@ -152,31 +172,32 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     running: dict = {}  # future -> video name
     progress = create_progress_artifact(100.0 * len(results) / max(1, len(videos)),
                                         key=library_key(lib, "progress"), description="videos processed")
-    with tqdm(total=len(videos), initial=len(results), desc="videos", unit="video", dynamic_ncols=True) as bar:
-        while pending or running:
-            while pending and len(running) < config.parallel:
-                v = pending.popleft()
-                running[process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config)] = video_name(lib, v)
-            finished = next(as_completed(list(running)))
-            name = running.pop(finished)
-            finished.wait()  # the future's state is its final one only once waited for
-            state = finished.state
-            r = (VideoResult(**finished.result()) if state.is_completed()
-                 else VideoResult(video=name, ok=False, error=state.message or state.name))
-            results[r.video] = r
-            if r.ok:
-                logger.info("%s: done in %.1f s", r.video, r.seconds)
-            else:
-                logger.error("%s: FAILED: %s", r.video, r.error)
-            bar.update(1)
-            update_progress_artifact(progress, 100.0 * len(results) / len(videos))
+    display.set_total(len(videos), len(results))
+    while pending or running:
+        while pending and len(running) < config.parallel:
+            v = pending.popleft()
+            display.video_started(video_name(lib, v))
+            running[process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config)] = video_name(lib, v)
+        finished = next(as_completed(list(running)))
+        name = running.pop(finished)
+        finished.wait()  # the future's state is its final one only once waited for
+        state = finished.state
+        r = (VideoResult(**finished.result()) if state.is_completed()
+             else VideoResult(video=name, ok=False, error=state.message or state.name))
+        results[r.video] = r
+        if r.ok:
+            logger.info("%s: done in %.1f s", r.video, r.seconds)
+        else:
+            logger.error("%s: FAILED: %s", r.video, r.error)
+        display.video_finished(r.video, r.ok)
+        update_progress_artifact(progress, 100.0 * len(results) / len(videos))
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
     gallery = config.library.gallery or (str(lib / "gallery") if (lib / "gallery").is_dir() else None)
     names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config, gallery)
     for r in done:
-        r.outputs.update(timeline_task(str(ws.root), r.video, r.outputs, names_path))
+        r.outputs.update(timeline_per_video(str(ws.root), r.video, r.outputs, names_path))
     character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
     speaker_table_task(str(ws.root), names_path)
     spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
@@ -191,6 +212,8 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     write_text(ws.library_dir / "report.html",
                render_html(str(lib), ordered, ws.library_dir / "report.html", ws.library_dir / "characters", sources))
     publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")
+    for r in done:
+        publish_video_artifacts(str(lib), r, ws.library_dir / "report.html")
     summary = {
         "library": str(lib),
         "workspace": str(ws.root),

@@ -1,4 +1,5 @@
-"""Prefect's log records of expected bad input, kept to their one-line message.
+"""Prefect's log records of expected bad input, kept to their one-line message; known library warnings
+that say nothing to a castline user, silenced.
 
 Installed when flows/library.py is imported, so it holds wherever the flows run: the CLI, a served
 deployment's run process, a Dask worker. CASTLINE_DEBUG=1 (`castline --debug`) leaves the records alone.
@@ -7,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
+
+# torch deprecates TorchScript loading (torch.jit.load); models saved that way still load.
+QUIET_WARNINGS = ((FutureWarning, r"`torch\.jit\.load` is"),)
 
 DEBUG_ENV = "CASTLINE_DEBUG"
 
@@ -26,7 +31,13 @@ class OneLineErrors(logging.Filter):
                                          or isinstance(record.exc_info[1], self.expected)))
 
 
+def quiet_known_warnings() -> None:
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def keep_expected_errors_short(expected: tuple[type[BaseException], ...]) -> None:
+    quiet_known_warnings()
     if os.environ.get(DEBUG_ENV) == "1":
         return
     for name in ("prefect.flow_runs", "prefect.task_runs"):

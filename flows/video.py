@@ -16,6 +16,7 @@ from typing import Callable
 from prefect import flow
 from prefect.states import Failed
 
+from flows import display
 from tasks import device
 from tasks.align import align_task, sampling_interval
 from tasks.cluster import cluster_task
@@ -28,6 +29,7 @@ from tasks.errors import ModelUnavailable
 from tasks.formats import to_jsonable
 from tasks.pipeline import STAGES, StageKeys
 from tasks.records import VideoResult
+from tasks.stage import current_video
 from tasks.track import track_task
 from tasks.workspace import Workspace
 
@@ -67,6 +69,8 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         out = STAGES[stage].result(ws, keys[stage])
         if finished_only and not out.exists():
             raise NotFinished(stage)
+        if not finished_only:
+            display.stage_started(name, stage)
         t0 = time.perf_counter()
         paths[stage] = task(*args, *(paths[u] for u in STAGES[stage].upstream), out=out, **kwargs)
         result.stage_seconds[stage] = round(time.perf_counter() - t0, 3)
@@ -108,10 +112,13 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     return result
 
 
-@flow(name="castline-video", flow_run_name="{name}", validate_parameters=False)
+@flow(name="castline-video", flow_run_name="video · {name}", validate_parameters=False)
 def video_flow(video: str, name: str, workspace: str, config: RunConfig) -> dict:
     """One video of a library; returns a VideoResult as a dict, or a Failed state with the reason."""
+    named = current_video.set(name)  # its stages' task runs and progress bars carry the video's name
     try:
         return to_jsonable(process_video(Path(video), name, Workspace.open(workspace), config))
     except (MediaError, ModelUnavailable) as e:
         return Failed(message=str(e))  # type: ignore[return-value]
+    finally:
+        current_video.reset(named)

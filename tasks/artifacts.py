@@ -30,9 +30,9 @@ def character_rows(results: Sequence[VideoResult]) -> list[dict]:
             continue
         timeline = read_timeline_json(r.outputs["timeline_json"])
         for label, c in sorted(timeline["characters"].items()):
-            rows.append({"video": r.video, "character": label, "name": c.get("name") or "",
-                         "screen_s": round(c["screen_seconds"], 1), "speech_s": round(c["speech_seconds"], 1),
-                         "voices": ", ".join(c.get("speakers", []))})
+            rows.append({"Video": r.video, "Character": c["character_id"], "Name": c.get("name") or "(unnamed)",
+                         "On screen (s)": round(c["screen_seconds"], 1), "Speaking (s)": round(c["speech_seconds"], 1),
+                         "Voices": ", ".join(c.get("speakers", []))})
     return rows
 
 
@@ -53,7 +53,7 @@ def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
 def publish_run_artifacts(library: str, results: Sequence[VideoResult], report: Path) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    create_table_artifact(character_rows(results) or [{"video": "", "character": "none found"}],
+    create_table_artifact(character_rows(results) or [{"Video": "", "Character": "none found"}],
                           key=library_key(library, "characters"),
                           description="Characters per video: names, screen and speaking time, voices")
     create_markdown_artifact(alignment_markdown(results, report), key=library_key(library, "summary"),

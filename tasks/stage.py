@@ -9,23 +9,32 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Optional
 
 from tqdm.auto import tqdm
 
 Progress = Optional[Callable[[int, int], None]]
+# The video whose stages run in this context (set by flows/video.py): names task runs and progress bars.
+current_video: ContextVar[Optional[str]] = ContextVar("castline_video", default=None)
 
 
 class ProgressBar:
     """A progress hook that draws one terminal bar per stage and video (pyannote's ProgressHook idea)."""
 
+    # A display that draws the bars itself (flows/display.py): sink(bar, done, total), total None at close.
+    sink: Optional[Callable[["ProgressBar", int, Optional[int]], None]] = None
+
     def __init__(self, desc: str, unit: str = "it"):
         self.desc = desc
         self.unit = unit
+        self.video = current_video.get()
         self._bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
+        if ProgressBar.sink is not None:
+            return ProgressBar.sink(self, done, total)
         if self._bar is None:
             self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False, file=sys.stderr,
                              dynamic_ncols=True, mininterval=0.5)
@@ -36,6 +45,8 @@ class ProgressBar:
             self.close()
 
     def close(self) -> None:
+        if ProgressBar.sink is not None:
+            ProgressBar.sink(self, 0, None)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -67,7 +78,11 @@ def stage_task(name: str, **task_options):
                 raise RuntimeError(f"stage {name} finished without writing {out}")
             return out
 
-        prefect_task = task(name=name, cache_policy=NO_CACHE, persist_result=False,
+        def run_name() -> str:  # `detect · hamilton.mp4` in the Prefect UI
+            video = current_video.get()
+            return f"{name} · {video}" if video else name
+
+        prefect_task = task(name=name, task_run_name=run_name, cache_policy=NO_CACHE, persist_result=False,
                             **task_options)(functools.wraps(fn)(compute))
 
         def skipping(call: Callable[..., Path]) -> Callable[..., Path]:

@@ -18,8 +18,8 @@ def test_rows_and_markdown_come_from_the_timelines(tmp_path):
     write_timeline_json(tmp_path / "t.json", "ep.mp4", spans, chars, links)
     results = [VideoResult("ep.mp4", True, outputs={"timeline_json": str(tmp_path / "t.json")}),
                VideoResult("bad.mp4", False, error="not a media file")]
-    assert character_rows(results) == [{"video": "ep.mp4", "character": "Bea", "name": "Bea", "screen_s": 4.0,
-                                        "speech_s": 1.5, "voices": "speaker_000"}]
+    assert character_rows(results) == [{"Video": "ep.mp4", "Character": "character_001", "Name": "Bea",
+                                        "On screen (s)": 4.0, "Speaking (s)": 1.5, "Voices": "speaker_000"}]
     md = alignment_markdown(results, tmp_path / "report.md")
     assert "1 succeeded, 1 failed" in md and "bad.mp4`: not a media file" in md
     assert "| ep.mp4 | speaker_001 | off-screen | 0.00 |" in md

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
     second = castline("run", str(bad_library), "--workspace", str(ws))
     assert second.returncode == 1
     assert cache_state(ws) == before
-    assert "reusing" in second.stdout + second.stderr
+    assert "hamilton.mp4: reused" in second.stderr and "reusing" not in second.stdout + second.stderr
 
 
 def test_cli_help_lists_defaults():
@@ -114,7 +115,7 @@ def test_a_missing_pyannote_model_fails_the_videos_with_audio_only(media_dir, tm
 def test_library_run_with_failed_videos_is_failed_in_prefect(media_dir, tmp_path):
     """The UI shows the partial failure on the library run, and no wrapper task ends Completed over a Failed subflow."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
     from flows.library import library_flow
     from tasks.config import RunConfig
@@ -132,6 +133,14 @@ def test_library_run_with_failed_videos_is_failed_in_prefect(media_dir, tmp_path
     wrappers = [r.state for r in runs if r.name.startswith("process-video")]
     assert all(s.is_failed() for s in wrappers)
     assert sorted(s.message for s in wrappers) == sorted(f["error"] for f in failed)
+    # Runs named after what they are, tagged with the library.
+    assert sorted(r.name for r in runs if r.name.startswith("process-video")) == [
+        "process-video · empty.mp4", "process-video · text.mp4"]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["library:library"])))
+    assert re.fullmatch(r"library library · \d{4}-\d\d-\d\d \d\d:\d\d", run.name), run.name
+    assert {"video · text.mp4", "video · empty.mp4"} <= {r.name for r in tagged}
 
 
 def test_a_text_file_named_mp4_fails_in_one_line_without_traceback(tmp_path):

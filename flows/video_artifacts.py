@@ -1,0 +1,78 @@
+"""Per-video artifacts in the Prefect UI: what a person reads about one video of a library run.
+
+In: a succeeded video's result (its timeline files, written by the library flow) and the report's path.
+Out, under keys made of the library and the video (so the UI keeps each video's history):
+`…-<video>-found` a Markdown table of its characters (name filled, readable headers) and voices (each with
+the face it is linked to), `…-<video>-timeline` the timeline PNG as an image artifact (embedded as a data
+URL: the UI cannot load files from the machine that ran the flow), and `…-<video>-report` a link to the
+HTML report.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+from tasks.artifacts import library_key
+from tasks.formats import read_timeline_json
+from tasks.records import VideoResult
+from tasks.timeline import TIMELINE_PNG
+# Bigger pictures are not embedded (the artifact is stored in the server's database).
+MAX_IMAGE_BYTES = 2_000_000
+
+
+def video_key(library: str | Path, video: str, kind: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) unique per library and video: the video's
+    slug plus a digest of its name ('é.mp4' and '日本語.mp4' slug alike)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", video.lower()).strip("-")[:32] or "video"
+    digest = hashlib.blake2b(video.encode(), digest_size=2).hexdigest()
+    return library_key(library, f"{slug}-{digest}-{kind}")
+
+
+def found_markdown(result: VideoResult, report: Path) -> str:
+    """Characters and voices of one video as Markdown tables."""
+    t = read_timeline_json(result.outputs["timeline_json"])
+    chars = t["characters"]
+    lines = [f"## {result.video}", "",
+             "| Character | Name | On screen (s) | Speaking (s) | Voices |", "|---|---|---:|---:|---|"]
+    for label, c in sorted(chars.items(), key=lambda kv: -kv[1]["screen_seconds"]):
+        lines.append(f"| {c['character_id']} | {c.get('name') or '*unnamed*'} | {c['screen_seconds']:.1f} | "
+                     f"{c['speech_seconds']:.1f} | {', '.join(c.get('speakers', [])) or '—'} |")
+    if not chars:
+        lines.append("| — | *no face found* | | | |")
+    label_of = {c["character_id"]: label for label, c in chars.items()}
+    links = t.get("speaker_links", [])
+    lines += ["", "| Voice | Linked to | Speech (s) | With that face on screen (s) | Share |", "|---|---|---:|---:|---:|"]
+    for link in links:
+        who = label_of.get(link["character_id"], link["character_id"]) if link["character_id"] else "*off-screen*"
+        lines.append(f"| {link['speaker']} | {who} | {link['speech_seconds']:.1f} | {link['overlap_seconds']:.1f} | "
+                     f"{link['score']:.2f} |")
+    if not links:
+        lines.append("| — | " + ("*no audio*" if "diarize" in result.skipped_stages else "*no voice found*")
+                     + " | | | |")
+    if result.notes:
+        lines += ["", *[f"- {n}" for n in result.notes]]
+    lines += ["", f"Full report: [{report.name}]({report.resolve().as_uri()}) (`{report}`)"]
+    return "\n".join(lines) + "\n"
+
+
+def image_data_url(path: Path) -> str | None:
+    if not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> None:
+    from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact
+
+    create_markdown_artifact(found_markdown(result, report), key=video_key(library, result.video, "found"),
+                             description=f"{result.video}: characters and voices")
+    png = Path(result.outputs.get("folder", "")) / TIMELINE_PNG
+    url = image_data_url(png)
+    if url is not None:
+        create_image_artifact(url, key=video_key(library, result.video, "timeline"),
+                              description=f"{result.video}: who is on screen (light) and speaking (dark), when")
+    create_link_artifact(report.resolve().as_uri(), link_text=f"report.html ({report})",
+                         key=video_key(library, result.video, "report"),
+                         description=f"{result.video}: the library's HTML report (opens from disk)")
