@@ -1,7 +1,7 @@
 """The terminal of a `castline run`: one display that owns the screen.
 
-On a terminal: a Rich live area at the bottom — a row per video being processed (its name, the stage it is
-in, that stage's progress in real units: frames, seconds of audio) and one row over the videos — with the
+On a terminal: a Rich live area at the bottom — a row per video being processed and one more for its audio branch
+while that runs beside the video's (its name, the stage it is in, that stage's progress in real units: frames, seconds of audio) and one row over the videos — with the
 log lines printed above it, whole. Elsewhere (CI, a pipe, a file): plain log lines, no bars, no control codes.
 
 Either way the log lines are Prefect's own, filtered (`TerminalFilter`): without `-v` the per-task
@@ -30,6 +30,8 @@ from rich.theme import Theme
 
 # Units of the stages that report progress: what their `done` and `total` count.
 FRAME_STAGES = {"frames", "detect", "embed"}
+# The stages of a video's audio branch, which runs beside its video branch (flows/video.py): a row of their own.
+AUDIO_STAGES = {"audio", "diarize"}
 # Prefect's console styles (its logging.yml), for log lines on a terminal.
 STYLES = {"log.web_url": "bright_blue", "log.local_url": "bright_blue", "log.info_level": "cyan",
           "log.warning_level": "yellow3", "log.error_level": "red3", "log.critical_level": "bright_red",
@@ -148,7 +150,7 @@ class Display:
                                highlight=True)
         self.tty = self.console.is_terminal if tty is None else tty
         self._lock = threading.RLock()
-        self._rows: dict[str, TaskID] = {}
+        self._rows: dict[tuple[str, str], TaskID] = {}  # (video, branch) -> its row
         self._videos: TaskID | None = None
         self._counts = {"done": 0, "failed": 0, "total": 0}
         self._replaced: list[tuple[logging.Logger, logging.Handler, logging.Handler]] = []
@@ -230,31 +232,42 @@ class Display:
 
     def video_started(self, video: str) -> None:
         with self._lock:
-            if self.tty and video not in self._rows:
+            if self.tty and (video, "video") not in self._rows:
                 self._live()
-                self._rows[video] = self.progress.add_task(_short(video), total=None, stage="starting")
+                self._rows[video, "video"] = self.progress.add_task(_short(video), total=None, stage="starting")
 
     def stage_started(self, video: str, stage: str) -> None:
         with self._lock:
-            row = self._rows.get(video)
+            row = self._row(video, stage)
             if row is not None:
                 self.progress.update(row, total=None, completed=0, stage=stage, counted=False)
 
     def video_finished(self, video: str, ok: bool) -> None:
         with self._lock:
-            row = self._rows.pop(video, None)
-            if row is not None:
-                self.progress.remove_task(row)
+            for branch in ("video", "audio"):
+                row = self._rows.pop((video, branch), None)
+                if row is not None:
+                    self.progress.remove_task(row)
             self._counts["done"] += 1
             self._counts["failed"] += 0 if ok else 1
             self._update_videos()
+
+    def _row(self, video: str, stage: str) -> TaskID | None:
+        """The row of the branch `stage` belongs to; an audio stage's row is added under its video's."""
+        if (video, "video") not in self._rows:
+            return None
+        if stage not in AUDIO_STAGES:
+            return self._rows[video, "video"]
+        if (video, "audio") not in self._rows:
+            self._rows[video, "audio"] = self.progress.add_task(_short(video), total=None, stage=stage)
+        return self._rows[video, "audio"]
 
     def bar(self, bar, done: int, total: int | None) -> None:
         """tasks.stage.ProgressBar.sink: `total` None when the stage's bar closes."""
         video = getattr(bar, "video", None)
         stage = bar.desc.split(" ", 1)[0]
         with self._lock:
-            row = self._rows.get(video) if video else None
+            row = self._row(video, stage) if video else None
             if row is None or total is None:
                 return
             unit = "frames" if stage in FRAME_STAGES else "s of audio" if bar.unit == "s" else bar.unit
