@@ -16,14 +16,14 @@ import typer
 
 from flows.logs import DEBUG_ENV
 # Only pydantic is imported for this: the defaults shown in --help are the config model's own.
-from tasks.config import RunConfig
+from tasks.core.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="castline: who is on screen, who is speaking, and when — across a video library.")
 DEFAULTS = RunConfig()
 
 ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
-                         help="YAML file with run parameters (schema: tasks.config.RunConfig).")
+                         help="YAML file with run parameters (schema: tasks.core.config.RunConfig).")
 # How `castline run` names the config fields it overrides, for error messages.
 OPTION_NAMES = {"demux.fps": "--fps", "demux.keyframes_only": "--keyframes-only", "detect.backend": "--detector",
                 "parallel": "--parallel"}
@@ -40,7 +40,7 @@ def _options(debug: bool = typer.Option(False, "--debug",
 
 
 def _quiet_environment() -> None:
-    from tasks.offline import configure
+    from tasks.core.offline import configure
 
     configure()
 
@@ -54,7 +54,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _load_config_or_exit(config: Optional[Path], overrides: dict) -> RunConfig:
-    from tasks.config_errors import ConfigError, load_explained
+    from tasks.core.config_errors import ConfigError, load_explained
 
     try:
         return load_explained(config, overrides, names=OPTION_NAMES)
@@ -66,7 +66,7 @@ def _params_or_exit(model, given: dict, names: dict[str, str] | None = None):
     """`given` by field name; an error names the option (`--max-side`, or as `names` says)."""
     from pydantic import ValidationError
 
-    from tasks.config_errors import problem
+    from tasks.core.config_errors import problem
 
     try:
         return model.model_validate({k: v for k, v in given.items() if v is not None})
@@ -84,8 +84,8 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
     from flows.library import default_workspace, list_videos, no_videos_message, with_runner
-    from tasks.registry import check_spaces, face_space, voice_space
-    from tasks.workspace import Workspace
+    from tasks.library.registry import check_spaces, face_space, voice_space
+    from tasks.core.workspace import Workspace
 
     ws = Path(workspace or default_workspace(library)).expanduser().resolve()
     try:
@@ -152,14 +152,14 @@ def recluster(
     Nothing is re-embedded: the registries keep each video's vectors."""
     _quiet_environment()
     from flows.library import default_workspace
-    from tasks.identities import recluster_library
-    from tasks.workspace import Workspace
+    from tasks.library.identities import recluster_library
+    from tasks.core.workspace import Workspace
 
     cfg = _load_config_or_exit(config, {})
     ws = Workspace.open(workspace or default_workspace(library))
     try:
         counts = recluster_library(ws, cfg)
-    except ValueError as e:  # a registry of another embedder (tasks/registry.py)
+    except ValueError as e:  # a registry of another embedder (tasks/library/registry.py)
         _fail(str(e), 2)
     for kind, (before, after) in counts.items():
         typer.echo(f"{kind}s: {before} -> {after} identities")
@@ -195,7 +195,7 @@ def inspect(
 ) -> None:
     """Show what ffprobe sees in VIDEO and what castline would do with it."""
     _quiet_environment()
-    from tasks.demux import MediaError, describe, probe
+    from tasks.video.demux import MediaError, describe, probe
 
     cfg = _load_config_or_exit(config, {})
     try:
@@ -208,7 +208,7 @@ def inspect(
 @app.command()
 def config() -> None:
     """Print the default configuration as commented YAML (a starting point for --config)."""
-    from tasks.config import dump_yaml
+    from tasks.core.config import dump_yaml
 
     typer.echo(dump_yaml(RunConfig()), nl=False)
 
@@ -230,7 +230,7 @@ def dataset(
     """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
     (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video."""
     _quiet_environment()
-    from tasks.dataset import DatasetError, DatasetParams
+    from tasks.tools.dataset import DatasetError, DatasetParams
 
     params = _params_or_exit(DatasetParams, {"teacher": teacher, "fps": fps, "max_side": max_side,
                                              "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed})
@@ -264,9 +264,9 @@ def train_detector(
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
     _quiet_environment()
-    from tasks.dataset import DatasetError, check_dataset
-    from tasks.train_detector import TrainParams
-    from tasks.yolo_detector import QualityGate
+    from tasks.tools.dataset import DatasetError, check_dataset
+    from tasks.tools.train_detector import TrainParams
+    from tasks.video.detect.yolo import QualityGate
 
     params = _params_or_exit(TrainParams, {"epochs": epochs, "imgsz": imgsz, "batch": batch,
                                            "checkpoint": checkpoint, "model_yaml": model_yaml})
@@ -301,7 +301,7 @@ def eval_workspace(
         _fail(f"not a castline workspace (no videos/ folder): {workspace}", 2)
     if not truth.is_dir():
         _fail(f"ground-truth folder not found: {truth}", 2)
-    from tasks.evaluate import evaluate_workspace, format_report
+    from tasks.tools.evaluate import evaluate_workspace, format_report
 
     results = evaluate_workspace(workspace, truth)
     if not results["videos"]:
@@ -326,7 +326,7 @@ def project_library(
     _quiet_environment()
     if not (workspace / "library").is_dir():
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
-    from tasks.project import AdaptorConfig, export_library, registry_dims
+    from tasks.tools.projection import AdaptorConfig, export_library, registry_dims
 
     given = {"out_dim": dim, "kind": kind, "seed": seed}
     cfgs: dict = {"image": None, "voice": None}
@@ -360,9 +360,9 @@ def audio_features(
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
     if backend not in ("whisper", "ast"):
         _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
-    from tasks.audio_features import export_audio_features, make_extractor
-    from tasks.errors import ModelUnavailable
-    from tasks.stage import ProgressBar
+    from tasks.tools.audio_features import export_audio_features, make_extractor
+    from tasks.core.errors import ModelUnavailable
+    from tasks.core.stage import ProgressBar
 
     try:
         extractor = make_extractor(backend, model)

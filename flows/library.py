@@ -23,21 +23,21 @@ from tqdm.auto import tqdm
 
 from flows.logs import keep_expected_errors_short
 from flows.video import NotFinished, process_video, video_flow
-from tasks.demux import MediaError
-from tasks.errors import ModelUnavailable
-from tasks.artifacts import library_key, publish_run_artifacts
-from tasks.character_outputs import character_outputs_task
-from tasks.config import RunConfig
-from tasks.detect import resolve_backend
-from tasks.identities import LibraryNames, identities_task, read_names
-from tasks.timeline import timeline_task
-from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
-from tasks.records import VideoResult
-from tasks.html_report import name_sources, render_html
-from tasks.report import render_report
-from tasks.speaker_table import speaker_table_task
-from tasks.stage import always_task
-from tasks.workspace import Workspace, active_run, remove_partials
+from tasks.video.demux import MediaError
+from tasks.core.errors import ModelUnavailable
+from flows.artifacts import library_key, publish_run_artifacts
+from tasks.library.character_outputs import character_outputs_task
+from tasks.core.config import RunConfig
+from tasks.video.detect import resolve_backend
+from tasks.library.identities import LibraryNames, identities_task, read_names
+from tasks.library.timeline import timeline_task
+from tasks.core.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
+from tasks.core.records import VideoResult
+from tasks.library.html_report import name_sources, render_html
+from tasks.library.report import render_report
+from tasks.library.speaker_table import speaker_table_task
+from tasks.core.stage import always_task
+from tasks.core.workspace import Workspace, active_run, remove_partials
 
 keep_expected_errors_short((MediaError, ModelUnavailable))
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tasks.audio_features import (
+from tasks.tools.audio_features import (
     SPEAKERS_PARQUET,
     SUMMARY_JSON,
     TURNS_PARQUET,
@@ -21,12 +21,12 @@ from tasks.audio_features import (
     export_audio_features,
     make_extractor,
 )
-from tasks.embed_hf import ModelUnavailable
-from tasks.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
-from tasks.identities import NAMES_JSON
-from tasks.records import SpeechTurn
-from tasks.registry import Member, Registry, registry_paths, save_registry
-from tasks.workspace import Workspace
+from tasks.video.embed.hf import ModelUnavailable
+from tasks.core.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
+from tasks.library.identities import NAMES_JSON
+from tasks.core.records import SpeechTurn
+from tasks.library.registry import Member, Registry, registry_paths, save_registry
+from tasks.core.workspace import Workspace
 
 RATE = 16000
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

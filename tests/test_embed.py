@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tasks.embed as embed_module
-from tasks import formats
-from tasks.config import EmbedParams
-from tasks.detect import DlibHOGDetector, read_rgb
-from tasks.embed import DIM, DlibFaceEmbedder, embed_task, embed_tracks
-from tasks.records import Box, Track
+import tasks.video.embed as embed_module
+from tasks.core import formats
+from tasks.core.config import EmbedParams
+from tasks.video.detect import DlibHOGDetector, read_rgb
+from tasks.video.embed import DIM, DlibFaceEmbedder, embed_task, embed_tracks
+from tasks.core.records import Box, Track
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

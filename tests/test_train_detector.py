@@ -1,4 +1,4 @@
-"""Tests of tasks/train_detector.py: greedy IoU matching and one tiny CPU training run (1 epoch, imgsz 64).
+"""Tests of tasks/tools/train_detector.py: greedy IoU matching and one tiny CPU training run (1 epoch, imgsz 64).
 
 In: a Haar-labelled dataset of two sample clips at 160 px. Out: checks that the run is estimated, logged per epoch,
 evaluated against the teacher (calibrated conf, ms/frame) and registered; the slow test runs both Prefect flows."""
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dataset import DatasetParams, build_dataset
-from tasks.train_detector import TrainParams, match_boxes, train_detector
-from tasks.yolo_detector import QualityGate, YoloDetector, best_registered, load_registry
+from tasks.tools.dataset import DatasetParams, build_dataset
+from tasks.tools.train_detector import TrainParams, match_boxes, train_detector
+from tasks.video.detect.yolo import QualityGate, YoloDetector, best_registered, load_registry
 
 
 def test_match_boxes_is_greedy_one_to_one_by_score():

@@ -1,4 +1,4 @@
-"""Tests of tasks/yolo_detector.py: YoloDetector on a real frame and its one-line errors, and the registry.
+"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
 bad weights files, the quality gate, and two processes registering at once without losing an entry."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tasks.yolo_detector import (
+from tasks.video.detect.yolo import (
     QualityGate,
     YoloDetector,
     YoloDetectorError,
@@ -127,9 +127,9 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
 
 
 def test_auto_backend_picks_a_passing_trained_detector_and_says_why(tmp_path):
-    from tasks.config import DetectParams
-    from tasks.detect import resolve_backend
-    from tasks.yolo_detector import register_detector
+    from tasks.core.config import DetectParams
+    from tasks.video.detect import resolve_backend
+    from tasks.video.detect.yolo import register_detector
 
     params, why = resolve_backend(DetectParams(), tmp_path)
     assert params.backend == "mtcnn" and "no detector trained" in why
