@@ -10,17 +10,31 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
 from flows.logs import DEBUG_ENV
-# Only pydantic is imported for this: the defaults shown in --help are the config model's own.
-from tasks.core.config import RunConfig
+# Only pydantic is imported for this: the defaults and help shown in --help are the config models' own.
+from tasks.core.config import DemuxParams, DetectParams, RunConfig
+from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, TrainParams
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="castline: who is on screen, who is speaking, and when — across a video library.")
-DEFAULTS = RunConfig()
+
+
+def field_option(model, field: str, *decls: str, **kwargs):
+    """An option that overrides `model.field`: None when not given, its default and help the field's own
+    (a Literal field's choices listed unless its description names them all), so --help never drifts from the
+    configuration."""
+    info = model.model_fields[field]
+    text = info.description or ""
+    allowed = get_args(info.annotation)
+    if allowed and all(isinstance(a, str) for a in allowed) and not all(a in text for a in allowed):
+        text = f"{text}; one of: {', '.join(allowed)}"
+    return typer.Option(None, *decls, show_default=str(info.default), help=text[:1].upper() + text[1:] + ".",
+                        **kwargs)
+
 
 ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                          help="YAML file with run parameters (schema: tasks.core.config.RunConfig).")
@@ -117,14 +131,11 @@ def run(
     library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     workspace: Optional[Path] = WorkspaceOpt,
     config: Optional[Path] = ConfigOpt,
-    fps: Optional[float] = typer.Option(None, show_default=str(DEFAULTS.demux.fps),
-                                        help="Frames sampled per second."),
+    fps: Optional[float] = field_option(DemuxParams, "fps"),
     keyframes_only: Optional[bool] = typer.Option(None, "--keyframes-only/--all-frames", show_default="all-frames",
                                                   help="Sample keyframes only instead of a fixed rate."),
-    detector: Optional[str] = typer.Option(None, show_default=DEFAULTS.detect.backend,
-                                           help="Face detector: auto | mtcnn | dlib-hog | haar | mtcnn+dlib | yolo."),
-    parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
-                                           help="Videos processed at the same time."),
+    detector: Optional[str] = field_option(DetectParams, "backend", "--detector"),
+    parallel: Optional[int] = field_option(RunConfig, "parallel"),
     runner: str = typer.Option("threads", help="Where videos run: threads (this process) | dask."),
     dask_address: Optional[str] = typer.Option(None, show_default="a local 2-worker cluster",
                                                help="Dask scheduler address for --runner dask, e.g. tcp://host:8786."),
@@ -217,20 +228,17 @@ def config() -> None:
 def dataset(
     library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (replaced in one rename)."),
-    teacher: Optional[str] = typer.Option(None, show_default="mtcnn",
-                                          help="Bootstrap detector that labels frames: mtcnn | dlib-hog | haar | mtcnn+dlib."),
-    fps: Optional[float] = typer.Option(None, show_default="1.0", help="Frames sampled per second."),
-    max_side: Optional[int] = typer.Option(None, show_default="640", help="Long side of stored frames in pixels."),
-    min_score: Optional[float] = typer.Option(None, show_default="0.9",
-                                              help="Teacher boxes below this confidence are dropped."),
-    dedup_hamming: Optional[int] = typer.Option(None, show_default="6",
-                                                help="dHash bits within which a frame is a near-duplicate."),
-    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of the video-to-split assignment."),
+    teacher: Optional[str] = field_option(DatasetParams, "teacher"),
+    fps: Optional[float] = field_option(DatasetParams, "fps"),
+    max_side: Optional[int] = field_option(DatasetParams, "max_side"),
+    min_score: Optional[float] = field_option(DatasetParams, "min_score"),
+    dedup_hamming: Optional[int] = field_option(DatasetParams, "dedup_hamming"),
+    seed: Optional[int] = field_option(DatasetParams, "seed"),
 ) -> None:
     """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
     (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video."""
     _quiet_environment()
-    from tasks.tools.dataset import DatasetError, DatasetParams
+    from tasks.tools.dataset import DatasetError
 
     params = _params_or_exit(DatasetParams, {"teacher": teacher, "fps": fps, "max_side": max_side,
                                              "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed})
@@ -253,19 +261,16 @@ def train_detector(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `castline dataset`."),
     workspace: Path = typer.Option(..., "--workspace", "-w",
                                    help="Workspace whose detector registry gets the result (the one `castline run` uses)."),
-    epochs: Optional[int] = typer.Option(None, show_default="30", help="Training epochs."),
-    imgsz: Optional[int] = typer.Option(None, show_default="320", help="Training and inference image size."),
-    batch: Optional[int] = typer.Option(None, show_default="16", help="Images per batch."),
-    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, show_default="none",
-                                              help="Local .pt to fine-tune (else --model-yaml from scratch)."),
-    model_yaml: Optional[str] = typer.Option(None, show_default="yolov8n.yaml",
-                                             help="Architecture trained from scratch."),
+    epochs: Optional[int] = field_option(TrainParams, "epochs"),
+    imgsz: Optional[int] = field_option(TrainParams, "imgsz"),
+    batch: Optional[int] = field_option(TrainParams, "batch"),
+    checkpoint: Optional[Path] = field_option(TrainParams, "checkpoint", exists=True, dir_okay=False),
+    model_yaml: Optional[str] = field_option(TrainParams, "model_yaml"),
 ) -> None:
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
     _quiet_environment()
     from tasks.tools.dataset import DatasetError, check_dataset
-    from tasks.tools.train_detector import TrainParams
     from tasks.video.detect.yolo import QualityGate
 
     params = _params_or_exit(TrainParams, {"epochs": epochs, "imgsz": imgsz, "batch": batch,
@@ -315,9 +320,9 @@ def project_library(
     workspace: Path = typer.Argument(..., help="Workspace of a finished `castline run` (its --workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="WORKSPACE/llm",
                                        help="Export folder. Trained adaptors go in OUT/adaptors/<image|voice>/."),
-    dim: Optional[int] = typer.Option(None, show_default="3072", help="The language model's hidden size."),
-    kind: Optional[str] = typer.Option(None, show_default="linear", help="Adaptor: linear | mlp (2-layer, GELU)."),
-    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of an untrained adaptor's weights."),
+    dim: Optional[int] = field_option(AdaptorConfig, "out_dim", "--dim"),
+    kind: Optional[str] = field_option(AdaptorConfig, "kind"),
+    seed: Optional[int] = field_option(AdaptorConfig, "seed"),
 ) -> None:
     """Project every library character (face centroid) and speaker (voice centroid) into a language model's
     embedding space: Parquet + .npy, TensorBoard projector TSVs and a PCA map in OUT.
@@ -326,7 +331,7 @@ def project_library(
     _quiet_environment()
     if not (workspace / "library").is_dir():
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
-    from tasks.tools.projection import AdaptorConfig, export_library, registry_dims
+    from tasks.tools.projection import export_library, registry_dims
 
     given = {"out_dim": dim, "kind": kind, "seed": seed}
     cfgs: dict = {"image": None, "voice": None}
@@ -358,8 +363,8 @@ def audio_features(
     _quiet_environment()
     if not (workspace / "library").is_dir():
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
-    if backend not in ("whisper", "ast"):
-        _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
+    if backend not in get_args(AudioBackend):
+        _fail(f"--backend must be {' or '.join(get_args(AudioBackend))}, not {backend!r}", 2)
     from tasks.tools.audio_features import export_audio_features, make_extractor
     from tasks.core.errors import ModelUnavailable
     from tasks.core.stage import ProgressBar

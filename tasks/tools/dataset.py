@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.config import DemuxParams, DetectParams
 from tasks.video.demux import MediaError, probe, require_video, sample_frames
@@ -30,6 +29,7 @@ from tasks.core.formats import atomic_dir, to_jsonable
 from tasks.core.records import Box, Frame
 from tasks.core.stage import Progress
 from tasks.core.workspace import safe_name
+from tasks.tools.params import DatasetParams
 
 DATA_YAML = "data.yaml"
 MANIFEST = "manifest.csv"
@@ -38,26 +38,6 @@ CONTACT_SHEET = "contact_sheet.png"
 SPLITS = ("train", "val", "test")
 CLASS_NAMES = {0: "face"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-class DatasetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    fps: float = Field(1.0, gt=0, description="frames sampled per second of video")
-    max_side: int = Field(640, ge=64, description="sampled frames are downscaled so their long side is at most this")
-    jpeg_quality: int = Field(92, ge=50, le=100, description="quality of the stored frames")
-    teacher: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
-        "mtcnn", description="bootstrap face detector that labels frames (mtcnn+dlib: both, agreement raises the score)")
-    min_face: int = Field(20, ge=8, description="smallest face side labelled, in pixels of the sampled frame")
-    min_score: float = Field(0.9, ge=0, le=1, description="teacher boxes below this confidence are dropped")
-    dedup_hamming: int | None = Field(
-        6, ge=0, le=64, description="frames whose 64-bit dHash is within this many bits of a kept frame of the same "
-                                    "video are dropped (None keeps every frame)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of videos held out for validation (at least one)")
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="share of videos held out for testing (when 3+ videos)")
-    seed: int = Field(0, description="seed of the video-to-split assignment")
-    coco: bool = Field(True, description="also write COCO JSON annotations per split")
-    contact_sheet: int = Field(24, ge=0, description="images drawn with their boxes on contact_sheet.png (0: none)")
 
 
 class DatasetError(ValueError):

@@ -14,7 +14,6 @@ from typing import Literal, Sequence
 import numpy as np
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tasks.core.formats import (
@@ -29,26 +28,13 @@ from tasks.core.formats import (
 )
 from tasks.library.registry import Registry, load_registries
 from tasks.core.workspace import Workspace
+from tasks.tools.params import AdaptorConfig
 
 WEIGHTS_FILE = "adaptor.safetensors"
 CONFIG_FILE = "adaptor.json"
-# Phi-3's hidden size; Llama-2/3-8B-class models use 4096.
-DEFAULT_OUT_DIM = 3072
 # Hugging Face's `initializer_range` for Phi-3 and Llama: an untrained adaptor starts where the LLM's own
 # training recipe would start it, so a user who fine-tunes from these weights gets the usual starting point.
 INIT_STD = 0.02
-
-
-class AdaptorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    in_dim: int = Field(..., ge=1, description="width of the vectors fed in (128 for dlib faces, 256 for GE2E voices)")
-    out_dim: int = Field(DEFAULT_OUT_DIM, ge=1,
-                         description="the language model's hidden size (3072 Phi-3, 4096 Llama-8B)")
-    kind: Literal["linear", "mlp"] = Field("linear",
-                                           description="linear: one Dense; mlp: Dense-GELU-Dense, hidden = out_dim")
-    layernorm: bool = Field(True, description="LayerNorm(in_dim) before the projection")
-    seed: int = Field(0, description="seed of the initial weights")
 
 
 def _skeleton(cfg: AdaptorConfig) -> nn.Sequential:

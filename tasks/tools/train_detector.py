@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.config import DetectParams
 from tasks.tools.dataset import DATA_YAML, SUMMARY, check_dataset, held_out_split, label_path, list_images, read_label_file
@@ -25,6 +24,7 @@ from tasks.core.formats import read_json
 from tasks.core.offline import configure as configure_offline
 from tasks.core.records import iou
 from tasks.core.stage import Progress
+from tasks.tools.params import TrainParams
 from tasks.video.detect.yolo import REGISTRY_DIR, YoloDetector, register_detector
 
 Log = Callable[[str], None]
@@ -36,23 +36,6 @@ CONF_FLOOR = 0.01
 # Wall time of an epoch over the bare forward+backward time we measure: mosaic augmentation, JPEG decoding,
 # the optimizer step and the per-epoch validation pass (measured ~1.5-2x with workers=0 on 2 cores).
 EPOCH_OVERHEAD = 1.8
-
-
-class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: Path | None = Field(None, description="local .pt to fine-tune (e.g. a face model); None trains model_yaml from scratch")
-    model_yaml: str = Field("yolov8n.yaml", description="ultralytics architecture trained from random init when no checkpoint")
-    epochs: int = Field(30, ge=1, description="training epochs")
-    imgsz: int = Field(320, ge=32, le=1280, description="training and inference image size (multiple of 32)")
-    batch: int = Field(16, ge=1, description="images per training batch")
-    workers: int = Field(0, ge=0, description="data-loader processes (0: in the training process; right for 2 cores)")
-    patience: int = Field(50, ge=0, description="epochs without mAP improvement before stopping early")
-    cache: bool = Field(True, description="keep decoded training images in RAM")
-    seed: int = Field(0, description="training seed")
-    conf: float | None = Field(None, gt=0, lt=1, description="YOLO confidence kept when detecting; None: the threshold "
-                               "with the best F1 against the teacher on the val split (never the split reported)")
-    match_iou: float = Field(0.5, gt=0, le=1, description="IoU at which a YOLO box matches a teacher box")
 
 
 def _stderr(message: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -143,24 +143,33 @@ class AgreementDetector:
         return out + [d for k, d in enumerate(b) if k not in used]
 
 
-def make_detector(params: DetectParams) -> FaceDetector:
-    if params.backend == "mtcnn+dlib":
-        return AgreementDetector(MTCNNDetector(min_face=params.min_face), DlibHOGDetector())
-    if params.backend == "mtcnn":
-        return MTCNNDetector(min_face=params.min_face)
-    if params.backend == "dlib-hog":
-        return DlibHOGDetector()
-    if params.backend == "haar":
-        return HaarDetector(min_face=params.min_face)
-    if params.backend == "yolo":
-        if not params.yolo_weights:
-            raise ValueError("detect backend 'yolo' needs detect.yolo_weights (a .pt or .onnx file)")
-        from tasks.video.detect.yolo import YoloDetector
+def _yolo(params: DetectParams) -> FaceDetector:
+    if not params.yolo_weights:
+        raise ValueError("detect backend 'yolo' needs detect.yolo_weights (a .pt or .onnx file)")
+    from tasks.video.detect.yolo import YoloDetector
 
-        return YoloDetector(params.yolo_weights, imgsz=params.yolo_imgsz, conf=params.min_score)
+    return YoloDetector(params.yolo_weights, imgsz=params.yolo_imgsz, conf=params.min_score)
+
+
+# DetectParams.backend names one of these ("auto" is resolved to one of them first: resolve_backend);
+# tests/test_backends.py keeps the config's Literals equal to these keys.
+BACKENDS: dict[str, Callable[[DetectParams], FaceDetector]] = {
+    "mtcnn": lambda p: MTCNNDetector(min_face=p.min_face),
+    "dlib-hog": lambda p: DlibHOGDetector(),
+    "haar": lambda p: HaarDetector(min_face=p.min_face),
+    "mtcnn+dlib": lambda p: AgreementDetector(MTCNNDetector(min_face=p.min_face), DlibHOGDetector()),
+    "yolo": _yolo,
+}
+# The detectors whose weights ship in pip packages: dataset teachers and auto's fallback.
+BOOTSTRAP = ("mtcnn", "dlib-hog", "haar", "mtcnn+dlib")
+
+
+def make_detector(params: DetectParams) -> FaceDetector:
     if params.backend == "auto":
         raise ValueError("detect backend 'auto' must be resolved with resolve_backend(params, workspace) first")
-    raise ValueError(f"unknown face detector backend {params.backend!r}")
+    if params.backend not in BACKENDS:
+        raise ValueError(f"unknown face detector backend {params.backend!r}")
+    return BACKENDS[params.backend](params)
 
 
 def model_files(params: DetectParams) -> list[Path]:

@@ -10,7 +10,9 @@ themselves: there is no separate voice-activity stage.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tasks.core.config import DiarizeParams
 from tasks.core.formats import write_diarization
@@ -18,23 +20,52 @@ from tasks.core.records import Diarization
 from tasks.core.stage import Progress, ProgressBar, stage_task
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A diarizer: the model files its results are keyed on (ModelUnavailable when one is missing), and the
+    diarization itself. Both import the backend's module only when called (it imports torch)."""
+
+    model_files: Callable[[DiarizeParams], list[Path]]
+    diarize: Callable[[Path, DiarizeParams, Progress], Diarization]
+
+
+def _offline_files(params: DiarizeParams) -> list[Path]:
+    from tasks.video.diarize.voice_models import model_files
+
+    return model_files()
+
+
+def _offline(wav: Path, params: DiarizeParams, progress: Progress) -> Diarization:
+    from tasks.video.diarize.offline import diarize
+
+    return diarize(wav, params, progress)
+
+
+def _pyannote_files(params: DiarizeParams) -> list[Path]:
+    from tasks.video.diarize.pyannote import model_folder
+
+    return [model_folder(params.model)]
+
+
+def _pyannote(wav: Path, params: DiarizeParams, progress: Progress) -> Diarization:
+    from tasks.video.diarize.pyannote import diarize
+
+    return diarize(wav, params, progress)
+
+
+# DiarizeParams.backend names one of these; tests/test_backends.py keeps the config's Literal equal to the keys.
+BACKENDS: dict[str, Backend] = {
+    "offline": Backend(_offline_files, _offline),
+    "pyannote": Backend(_pyannote_files, _pyannote),
+}
+
+
 def model_files(params: DiarizeParams) -> list[Path]:
-    """The model files a backend reads (its results are keyed on them); ModelUnavailable when one is missing."""
-    if params.backend == "pyannote":
-        from tasks.video.diarize.pyannote import model_folder
-
-        return [model_folder(params.model)]
-    from tasks.video.diarize.voice_models import model_files as offline_files
-
-    return offline_files()
+    return BACKENDS[params.backend].model_files(params)
 
 
 def diarize(wav: Path, params: DiarizeParams, progress: Progress = None) -> Diarization:
-    if params.backend == "pyannote":
-        from tasks.video.diarize.pyannote import diarize as backend  # imports torch and pyannote
-    else:
-        from tasks.video.diarize.offline import diarize as backend
-    return backend(Path(wav), params, progress)
+    return BACKENDS[params.backend].diarize(Path(wav), params, progress)
 
 
 @stage_task("diarize")

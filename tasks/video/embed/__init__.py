@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -78,14 +78,28 @@ class DlibFaceEmbedder:
         return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
 
 
-def make_embedder(params: EmbedParams):
-    """The embedder EmbedParams names; torch and transformers are imported only for clip/vit."""
-    if params.backend == "dlib":
-        return DlibFaceEmbedder(margin=params.margin, jitter=params.jitter)
-    from tasks.video.embed.hf import ClipEmbedder, ViTEmbedder
+def _hf(family: str) -> Callable[[EmbedParams], object]:
+    """clip/vit: torch and transformers are imported only when one is made."""
+    def make(params: EmbedParams):
+        from tasks.video.embed import hf
 
-    cls = ClipEmbedder if params.backend == "clip" else ViTEmbedder
-    return cls(params.model, size=params.size, margin=params.margin, grid=tuple(params.grid) if params.grid else None)
+        cls = getattr(hf, family)
+        return cls(params.model, size=params.size, margin=params.margin,
+                   grid=tuple(params.grid) if params.grid else None)
+    return make
+
+
+# EmbedParams.backend names one of these; tests/test_backends.py keeps the config's Literal equal to the keys.
+BACKENDS: dict[str, Callable[[EmbedParams], object]] = {
+    "dlib": lambda p: DlibFaceEmbedder(margin=p.margin, jitter=p.jitter),
+    "clip": _hf("ClipEmbedder"),
+    "vit": _hf("ViTEmbedder"),
+}
+
+
+def make_embedder(params: EmbedParams):
+    """The embedder EmbedParams names: an object with `name` and `embed(image_rgb, boxes_xyxy) -> (n, dim)`."""
+    return BACKENDS[params.backend](params)
 
 
 def model_files(params: EmbedParams) -> list[Path]:
