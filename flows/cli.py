@@ -97,7 +97,8 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
                  dask_address: Optional[str] = None) -> None:
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
-    from flows.library import default_workspace, list_videos, no_videos_message, with_runner
+    from flows.library import with_runner
+    from tasks.library.run import default_workspace, list_videos, no_videos_message
     from tasks.library.registry import check_spaces, face_space, voice_space
     from tasks.core.workspace import Workspace
 
@@ -162,7 +163,7 @@ def recluster(
 
     Nothing is re-embedded: the registries keep each video's vectors."""
     _quiet_environment()
-    from flows.library import default_workspace
+    from tasks.library.run import default_workspace
     from tasks.library.identities import recluster_library
     from tasks.core.workspace import Workspace
 

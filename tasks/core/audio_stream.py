@@ -1,7 +1,7 @@
 """Bounded-memory audio reading: any file libsndfile decodes, as 16 kHz mono float32, a block at a time.
 
 In: an audio file (WAV from the demux stage, but also FLAC/OGG/MP3, any rate, any channel count).
-Out: `AudioStream`, which reads spans or consecutive blocks of it mixed down to mono and resampled to
+Out: `AudioStream`, which reads spans of it mixed down to mono and resampled to
 16 kHz; only the block being read is ever in memory, so hours-long films cost what one block costs.
 A file that cannot be decoded raises a one-line ValueError naming the file.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from math import gcd
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -96,15 +95,6 @@ class AudioStream:
         if len(piece) < n:  # the last samples of the file
             piece = np.pad(piece, (0, n - len(piece)))
         return piece
-
-    def blocks(self, block: float, overlap: float = 0.0) -> Iterator[tuple[int, np.ndarray]]:
-        """(first sample, samples) of consecutive blocks: block i starts at i·block s and holds
-        block + overlap s (less at the end), so anything up to `overlap` s long that starts in a block
-        lies wholly inside it."""
-        step = max(1, int(round(block * self.rate)))
-        extra = max(0, int(round(overlap * self.rate)))
-        for start in range(0, self.frames, step):
-            yield start, self.read(start, step + extra)
 
 
 def audio_duration(path: str | Path) -> float:

@@ -2,7 +2,10 @@
 
 In: record objects (tasks/core/records.py), numpy arrays. Out: files written atomically (temp file in the
 same folder + os.replace), so a killed run never leaves a half-written result that a re-run would trust.
-Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON, WAV is written by ffmpeg.
+Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON, WebVTT, CSV tables, Parquet
+tables, the run summary; WAV is written by ffmpeg.
+Every file castline writes goes through one writer here (tests/test_formats.py checks no other module writes
+one itself).
 """
 from __future__ import annotations
 
@@ -28,11 +31,13 @@ from tasks.core.records import (
     Diarization,
     Frame,
     MediaInfo,
+    RunSummary,
     SpeakerLink,
     SpeechTurn,
     StreamInfo,
     TimelineSpan,
     Track,
+    VideoResult,
 )
 
 # Names of in-progress files and folders: a killed run leaves only these behind.
@@ -111,6 +116,15 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """A CSV table with a header row, "\n" line ends."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return write_text(path, buf.getvalue())
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> Path:
@@ -346,11 +360,25 @@ def vector_column(matrix: np.ndarray):
     return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
 
 
-def write_parquet(path: str | Path, columns: dict[str, Any], metadata: dict[bytes, bytes]) -> Path:
-    """One table, written atomically, with file-level metadata saying what made it."""
+def write_parquet(path: str | Path, columns: "dict[str, Any] | Any", metadata: dict[bytes, bytes] | None = None
+                  ) -> Path:
+    """One table (a pyarrow Table, or its columns by name), written atomically, with file-level metadata
+    saying what made it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    table = columns if isinstance(columns, pa.Table) else pa.table(columns, metadata=metadata)
     with atomic_path(path) as tmp:
-        pq.write_table(pa.table(columns, metadata=metadata), tmp)
+        pq.write_table(table, tmp)
     return Path(path)
+
+
+# --- run summary ---------------------------------------------------------------------------------
+
+LAST_RUN_JSON = "last_run.json"  # in WORKSPACE/library/
+
+
+def read_run_summary(path: str | Path) -> RunSummary:
+    d = read_json(path)
+    return RunSummary(**{**d, "videos": [VideoResult(**v) for v in d["videos"]]})
+

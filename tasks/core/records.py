@@ -219,3 +219,18 @@ class VideoResult:
     seconds: float = 0.0
     # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """What a library run did (runs/<time>.json, library/last_run.json, the flow's return value)."""
+
+    library: str
+    workspace: str
+    finished_at: str  # ISO 8601, UTC, seconds
+    seconds: float
+    succeeded: list[str]
+    failed: list[dict[str, str | None]]  # {"video", "error"}
+    videos: list[VideoResult]
+    report: str  # library/report.md
+    detector: dict[str, str | None]  # {"backend", "weights", "why"}: the face detector the run used, and why

@@ -7,19 +7,16 @@ video, track, character, name, time span, boxes, embedding list<float32>[dim]).
 """
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tasks.core.contact_sheet import character_sheet, crop_box
 from tasks.video.detect import read_rgb
-from tasks.core.formats import atomic_dir, atomic_path, read_frames, read_npy, sanitize_label, write_text
+from tasks.core.formats import atomic_dir, read_frames, read_npy, sanitize_label, write_csv, write_parquet
 from tasks.library.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.video.embed.pooling import quality
 from tasks.core.stage import always_task
@@ -77,16 +74,12 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
             title = labels[cid] if labels[cid] == cid else f"{labels[cid]} ({cid})"
             character_sheet(best_boxes(boxes, frames_dirs, SHEET_FACES), title,
                             tmp / f"{sanitize_label(labels[cid])}.png")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["character", "video", "start", "end", "track"])
-    w.writerows(sorted(appearances, key=lambda r: (r[0], r[1], r[2])))
-    write_text(ws.library_dir / "appearances.csv", buf.getvalue())
+    write_csv(ws.library_dir / "appearances.csv", ["character", "video", "start", "end", "track"],
+              sorted(appearances, key=lambda r: (r[0], r[1], r[2])))
     dim = len(rows["embedding"][0]) if rows["embedding"] else 0
     table = pa.table({k: (pa.array(v, pa.list_(pa.float32(), dim)) if k == "embedding" else pa.array(v))
                       for k, v in rows.items()} if rows else {"video": pa.array([], pa.string())})
-    with atomic_path(ws.library_dir / "track_embeddings.parquet") as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(ws.library_dir / "track_embeddings.parquet", table)
     return {"characters": len(per_character), "tracks": len(appearances)}
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.formats import atomic_path, locked
+from tasks.core.formats import locked, write_parquet
 
 log = logging.getLogger("castline")
 
@@ -251,8 +251,7 @@ def check_spaces(workspace, face: str, voice: str) -> None:
 
 
 def save_registry(path: Path, reg: Registry) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(_table(reg), tmp)
+    write_parquet(path, _table(reg))
 
 
 @contextmanager

@@ -8,14 +8,12 @@ registry's embedding space) — and the same without the centroid as library/spe
 """
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tasks.core.formats import vector_column, write_parquet, write_text
+from tasks.core.formats import vector_column, write_csv, write_parquet
 from tasks.library.identities import LibraryNames, read_names
 from tasks.library.registry import Registry, load_registries
 from tasks.core.stage import always_task
@@ -69,12 +67,10 @@ def write_speaker_table(ws: Workspace, names: LibraryNames) -> int:
         "files": pa.array([list(r.files) for r in rows], pa.list_(pa.string())),
         "centroid": vector_column(np.array([centroids[r.speaker] for r in rows], np.float32).reshape(len(rows), dim)),
     }, {b"space": registry.space.encode()})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["speaker", "name", "character", "character_name", "speech_seconds", "n_files", "files"])
-    w.writerows([r.speaker, r.name or "", r.character or "", r.character_name or "", r.speech_seconds,
-                 len(r.files), ";".join(r.files)] for r in rows)
-    write_text(ws.library_dir / TABLE_CSV, buf.getvalue())
+    write_csv(ws.library_dir / TABLE_CSV,
+              ["speaker", "name", "character", "character_name", "speech_seconds", "n_files", "files"],
+              ([r.speaker, r.name or "", r.character or "", r.character_name or "", r.speech_seconds,
+                len(r.files), ";".join(r.files)] for r in rows))
     return len(rows)
 
 

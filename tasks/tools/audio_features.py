@@ -21,7 +21,15 @@ import torch
 
 from tasks.core.audio_stream import RATE, AudioStream
 from tasks.video.embed.hf import _offline
-from tasks.core.formats import read_json, read_npy, vector_column, write_json, write_npy, write_parquet
+from tasks.core.formats import (
+    LAST_RUN_JSON,
+    read_npy,
+    read_run_summary,
+    vector_column,
+    write_json,
+    write_npy,
+    write_parquet,
+)
 from tasks.library.identities import VideoStages, global_turns
 from tasks.core.records import SpeechTurn
 from tasks.library.registry import load_registries
@@ -29,7 +37,6 @@ from tasks.core.stage import Progress
 from tasks.core.workspace import Workspace, code_fingerprint, folder_identity, params_digest
 
 CACHE_STAGE = "audio_features"
-LAST_RUN = "last_run.json"
 TURNS_PARQUET = "audio_features.parquet"
 SPEAKERS_PARQUET = "speaker_audio_features.parquet"
 SUMMARY_JSON = "audio_features.json"
@@ -185,16 +192,16 @@ def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTu
     """The turns of every video of the last run that has audio, and the names of those without audio.
     A video's cached features are keyed by its turns and WAV stage results, the extractor and the code (this
     module and every castline module it imports)."""
-    last_run = ws.library_dir / LAST_RUN
+    last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
-        raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
+        raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
     registries = load_registries(ws)
     identity = extractor.cache_identity()
     videos, silent = [], []
-    for v in read_json(last_run)["videos"]:
-        if not v["ok"]:
+    for v in read_run_summary(last_run).videos:
+        if not v.ok:
             continue
-        stages = VideoStages.from_outputs(v["video"], v["outputs"])
+        stages = VideoStages.from_outputs(v.video, v.outputs)
         if stages.turns is None:
             silent.append(stages.name)
             continue

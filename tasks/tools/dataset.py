@@ -5,8 +5,6 @@ dataset.json, optional COCO JSON, contact_sheet.png — written as one folder by
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import random
@@ -25,7 +23,7 @@ import yaml
 from tasks.core.config import DemuxParams, DetectParams
 from tasks.video.demux import MediaError, probe, require_video, sample_frames
 from tasks.video.detect import FaceDetector, detect_faces, make_detector, read_rgb
-from tasks.core.formats import atomic_dir, to_jsonable
+from tasks.core.formats import atomic_dir, to_jsonable, write_csv
 from tasks.core.records import Box, Frame
 from tasks.core.stage import Progress
 from tasks.core.workspace import safe_name
@@ -318,13 +316,9 @@ def _write_metadata(tmp: Path, out_dir: Path, rows: list[dict], split_of: dict[s
             **({"test": "images/test"} if has["test"] else {}), "names": CLASS_NAMES}
     (tmp / DATA_YAML).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "split", "video", "timestamp", "detector", "n_boxes", "scores"])
-    for r in rows:
-        w.writerow([r["image"], r["split"], r["video"], f"{r['t']:.3f}", r["detector"], len(r["boxes"]),
-                    ";".join(f"{b.score:.4f}" for b in r["boxes"])])
-    (tmp / MANIFEST).write_text(buf.getvalue(), encoding="utf-8")
+    write_csv(tmp / MANIFEST, ["image", "split", "video", "timestamp", "detector", "n_boxes", "scores"],
+              ([r["image"], r["split"], r["video"], f"{r['t']:.3f}", r["detector"], len(r["boxes"]),
+                ";".join(f"{b.score:.4f}" for b in r["boxes"])] for r in rows))
 
     if params.coco:
         for split in SPLITS:

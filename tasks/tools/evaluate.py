@@ -1,6 +1,8 @@
 """In: a finished workspace (videos/<video>/{tracks,characters}.json, {speakers,speech}.rttm) + TRUTH/<stem>.{json,rttm}.
 Out: face-clustering, diarization and speaker→face alignment scores: a dict, text tables, WORKSPACE/library/eval.json.
-Backends: scikit-learn (NMI), pyannote.metrics + pyannote.core (DER, JER); the rest is plain Python, no models."""
+Backends: scikit-learn (NMI), pyannote.metrics + pyannote.core (DER, JER); the rest is plain Python, no models.
+Over 400 lines on purpose: the three scores share the ground-truth loading and the per-video matching, and
+splitting them would spread one evaluation protocol over three files."""
 from __future__ import annotations
 
 import math

@@ -94,7 +94,7 @@ def registry_path(workspace_root: str | Path) -> Path:
     return Path(workspace_root) / REGISTRY_DIR / REGISTRY_FILE
 
 
-def load_registry(workspace_root: str | Path) -> list[dict]:
+def load_detectors(workspace_root: str | Path) -> list[dict]:
     """All registered detectors, oldest first; [] when none was ever registered."""
     path = registry_path(workspace_root)
     if not path.exists():
@@ -116,7 +116,7 @@ def register_detector(workspace_root: str | Path, entry: dict) -> dict:
     stored = to_jsonable({"id": f"yolo-{uuid.uuid4().hex[:8]}",
                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **entry})
     with locked(registry_path(workspace_root).with_suffix(".lock")):
-        entries = load_registry(workspace_root)
+        entries = load_detectors(workspace_root)
         if any(e.get("id") == stored["id"] for e in entries):
             raise ValueError(f"detector id already registered: {stored['id']}")
         write_json(registry_path(workspace_root), {"detectors": [*entries, stored]})
@@ -127,7 +127,7 @@ def best_registered(workspace_root: str | Path, gate: QualityGate | None = None)
     """The newest registered detector that passes `gate` (defaults: recall >= 0.8, mAP50 >= 0.5) and whose
     weights still exist; None when there is none."""
     gate = gate or QualityGate()
-    passing = [(e.get("created", ""), order, e) for order, e in enumerate(load_registry(workspace_root))
+    passing = [(e.get("created", ""), order, e) for order, e in enumerate(load_detectors(workspace_root))
                if gate.passes(e) and Path(e["weights"]).is_file()]
     # Registry order breaks ties between entries created in the same second.
     return max(passing, key=lambda p: p[:2])[2] if passing else None
