@@ -35,9 +35,9 @@ def main() -> int:
     ap.add_argument("--reuse-dataset", action="store_true", help="train on OUT/dataset if it is already there")
     args = ap.parse_args()
 
-    from tasks.dataset import DatasetParams, build_dataset, check_dataset
-    from tasks.formats import read_json, write_json
-    from tasks.train_detector import TrainParams, train_detector
+    from tasks.tools.dataset import DatasetParams, build_dataset, check_dataset
+    from tasks.core.formats import read_json, write_json
+    from tasks.tools.train_detector import TrainParams, train_detector
 
     videos = sorted(p for p in args.library.iterdir() if p.suffix.lower() in (".mp4", ".avi"))
     dataset = args.out / "dataset"

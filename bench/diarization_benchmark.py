@@ -61,7 +61,7 @@ def build_input(tmp: Path, seconds: float, seed: int = 0) -> tuple[Path, list[tu
     import numpy as np
     import soundfile as sf
 
-    from tasks.formats import read_rttm
+    from tasks.core.formats import read_rttm
 
     clips = _clips(tmp)
     audio = {uri: sf.read(str(wav), dtype="float32")[0] for uri, wav, _ in clips}
@@ -104,9 +104,9 @@ def child_ours(wav: Path, result: Path, threads: int) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    from tasks.config import DiarizeParams
-    from tasks.diarize import diarize
-    from tasks.voice_models import campplus, segmentation_model
+    from tasks.core.config import DiarizeParams
+    from tasks.video.diarize import diarize
+    from tasks.video.diarize.voice_models import campplus, segmentation_model
 
     t0 = time.perf_counter()
     segmentation_model(), campplus()
@@ -123,7 +123,7 @@ def child_pyannote(wav: Path, result: Path, threads: int, sample_pairs: int) -> 
     import soundfile as sf
     import torch
     from pyannote.audio import Inference
-    from tasks.diarize_pyannote import segmentation_specifications
+    from tasks.video.diarize.pyannote import segmentation_specifications
     from pyannote.audio.models.embedding import WeSpeakerResNet34
     from pyannote.audio.models.segmentation import PyanNet
 

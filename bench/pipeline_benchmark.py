@@ -13,7 +13,7 @@ Every measured system runs in a fresh subprocess; its peak RSS is the largest si
 (os.wait4 rusage, which covers the reaped ffmpeg and Prefect-server children) and, next to it, the whole
 tree's RSS summed (psutil, sampled every 0.5 s); the memory targets are judged on the larger of the two.
 
-- decode floor: tasks/demux.py's own frame reader (`iter_frames`: select 1 frame/s, scale to max_side 960,
+- decode floor: tasks/video/demux.py's own frame reader (`iter_frames`: select 1 frame/s, scale to max_side 960,
   raw RGB pipe) over the whole file, then its audio extraction to 16 kHz mono WAV; no JPEG, no model.
 - castline: `python -m flows run LIB --workspace WS` (the `castline run` CLI, offline defaults) on a
   library folder holding only the file: cold (fresh workspace), then warm (same workspace). Prefect runs
@@ -61,7 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.offline import configure  # noqa: E402
+from tasks.core.offline import configure  # noqa: E402
 
 configure()
 
@@ -119,7 +119,7 @@ def concat(clips: list[tuple[Path, float]], seconds: float, out: Path, seed: int
 
 def episodes(clips: list[tuple[Path, float]], n: int, seconds: float, tmp: Path) -> list[Path]:
     """`n` episodes of other shuffles, each with different content (else castline would reuse one's cache)."""
-    from tasks.workspace import file_digest
+    from tasks.core.workspace import file_digest
 
     found: dict[str, Path] = {}
     for seed in range(100, 100 + 20 * n):
@@ -151,8 +151,8 @@ def library(folder: Path, *videos: Path) -> Path:
 
 def child_decode(video: Path, result: Path) -> None:
     """The decode floor: castline's frame sampling and audio extraction, nothing else."""
-    from tasks.config import DemuxParams
-    from tasks.demux import extract_audio, iter_frames, probe
+    from tasks.core.config import DemuxParams
+    from tasks.video.demux import extract_audio, iter_frames, probe
 
     params = DemuxParams()
     info = probe(video)
@@ -188,8 +188,8 @@ def child_peer(video: Path, boxes_json: Path, result: Path, pairs: int) -> None:
     from ultralytics import YOLO
 
     from bench.diarization_benchmark import child_pyannote
-    from tasks.config import DemuxParams
-    from tasks.demux import extract_audio, iter_frames, probe
+    from tasks.core.config import DemuxParams
+    from tasks.video.demux import extract_audio, iter_frames, probe
 
     threads = os.cpu_count() or 1  # what castline gives a lone video (flows/library.py)
     torch.manual_seed(0)
@@ -322,7 +322,7 @@ _FRAME = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
 
 def hot_spots(raw: Path, rate: int, top: int = 12) -> dict:
     """Top functions of py-spy's collapsed stacks by own time (leaf) and by total time (in the stack),
-    the latter for functions of tasks/ (tasks/stage.py's wrappers left out); seconds of thread time."""
+    the latter for functions of tasks/ (tasks/core/stage.py's wrappers left out); seconds of thread time."""
     own, total = Counter(), Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")

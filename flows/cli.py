@@ -10,33 +10,46 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
 from flows.logs import DEBUG_ENV
-# Only pydantic is imported for this: the defaults shown in --help are the config model's own.
-from tasks.config import RunConfig
+# Only pydantic is imported for this: the defaults and help shown in --help are the config models' own.
+from tasks.core.config import DemuxParams, DetectParams, RunConfig
+from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, TrainParams
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="castline: who is on screen, who is speaking, and when — across a video library.")
-DEFAULTS = RunConfig()
+
+
+def field_option(model, field: str, *decls: str, **kwargs):
+    """An option that overrides `model.field`: None when not given, its default and help the field's own
+    (a Literal field's choices listed unless its description names them all), so --help never drifts from the
+    configuration."""
+    info = model.model_fields[field]
+    text = info.description or ""
+    allowed = get_args(info.annotation)
+    if allowed and all(isinstance(a, str) for a in allowed) and not all(a in text for a in allowed):
+        text = f"{text}; one of: {', '.join(allowed)}"
+    return typer.Option(None, *decls, show_default=str(info.default), help=text[:1].upper() + text[1:] + ".",
+                        **kwargs)
+
 
 ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
-                         help="YAML file with run parameters (schema: tasks.config.RunConfig).")
+                         help="YAML file with run parameters (schema: tasks.core.config.RunConfig).")
 # How `castline run` names the config fields it overrides, for error messages.
 OPTION_NAMES = {"demux.fps": "--fps", "demux.keyframes_only": "--keyframes-only", "detect.backend": "--detector",
                 "parallel": "--parallel", "device": "--device"}
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
                             help="Where results go.")
-DeviceOpt = typer.Option(None, "--device", show_default=DEFAULTS.device,
-                         help=RunConfig.model_fields["device"].description)
+DeviceOpt = field_option(RunConfig, "device", "--device")
 
 
 def _use_device_or_exit(setting: str | None) -> None:
     """For the commands that run a model outside the per-video flow (which sets the device itself)."""
-    from tasks import device
-    from tasks.errors import ModelUnavailable
+    from tasks.core import device
+    from tasks.core.errors import ModelUnavailable
 
     try:
         device.use(setting or DEFAULTS.device)
@@ -56,7 +69,7 @@ def _options(debug: bool = typer.Option(False, "--debug",
 
 
 def _quiet_environment() -> None:
-    from tasks.offline import configure
+    from tasks.core.offline import configure
 
     configure()
 
@@ -70,7 +83,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _load_config_or_exit(config: Optional[Path], overrides: dict) -> RunConfig:
-    from tasks.config_errors import ConfigError, load_explained
+    from tasks.core.config_errors import ConfigError, load_explained
 
     try:
         return load_explained(config, overrides, names=OPTION_NAMES)
@@ -82,7 +95,7 @@ def _params_or_exit(model, given: dict, names: dict[str, str] | None = None):
     """`given` by field name; an error names the option (`--max-side`, or as `names` says)."""
     from pydantic import ValidationError
 
-    from tasks.config_errors import problem
+    from tasks.core.config_errors import problem
 
     try:
         return model.model_validate({k: v for k, v in given.items() if v is not None})
@@ -102,9 +115,10 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     from prefect import tags
 
     from flows.display import Display, found_lines, ui_run_url
-    from flows.library import default_workspace, library_tag, list_videos, no_videos_message, with_runner
-    from tasks.registry import check_spaces, face_space, voice_space
-    from tasks.workspace import Workspace
+    from flows.library import library_tag, with_runner
+    from tasks.core.workspace import Workspace
+    from tasks.library.registry import check_spaces, face_space, voice_space
+    from tasks.library.run import default_workspace, list_videos, no_videos_message
 
     ws = Path(workspace or default_workspace(library)).expanduser().resolve()
     try:
@@ -141,14 +155,11 @@ def run(
     library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     workspace: Optional[Path] = WorkspaceOpt,
     config: Optional[Path] = ConfigOpt,
-    fps: Optional[float] = typer.Option(None, show_default=str(DEFAULTS.demux.fps),
-                                        help="Frames sampled per second."),
+    fps: Optional[float] = field_option(DemuxParams, "fps"),
     keyframes_only: Optional[bool] = typer.Option(None, "--keyframes-only/--all-frames", show_default="all-frames",
                                                   help="Sample keyframes only instead of a fixed rate."),
-    detector: Optional[str] = typer.Option(None, show_default=DEFAULTS.detect.backend,
-                                           help="Face detector: auto | mtcnn | dlib-hog | haar | mtcnn+dlib | yolo."),
-    parallel: Optional[int] = typer.Option(None, show_default=str(DEFAULTS.parallel),
-                                           help="Videos processed at the same time."),
+    detector: Optional[str] = field_option(DetectParams, "backend", "--detector"),
+    parallel: Optional[int] = field_option(RunConfig, "parallel"),
     runner: str = typer.Option("threads", help="Where videos run: threads (this process) | dask."),
     dask_address: Optional[str] = typer.Option(None, show_default="a local 2-worker cluster",
                                                help="Dask scheduler address for --runner dask, e.g. tcp://host:8786."),
@@ -180,15 +191,15 @@ def recluster(
 
     Nothing is re-embedded: the registries keep each video's vectors."""
     _quiet_environment()
-    from flows.library import default_workspace
-    from tasks.identities import recluster_library
-    from tasks.workspace import Workspace
+    from tasks.library.run import default_workspace
+    from tasks.library.identities import recluster_library
+    from tasks.core.workspace import Workspace
 
     cfg = _load_config_or_exit(config, {})
     ws = Workspace.open(workspace or default_workspace(library))
     try:
         counts = recluster_library(ws, cfg)
-    except ValueError as e:  # a registry of another embedder (tasks/registry.py)
+    except ValueError as e:  # a registry of another embedder (tasks/library/registry.py)
         _fail(str(e), 2)
     for kind, (before, after) in counts.items():
         typer.echo(f"{kind}s: {before} -> {after} identities")
@@ -224,7 +235,7 @@ def inspect(
 ) -> None:
     """Show what ffprobe sees in VIDEO and what castline would do with it."""
     _quiet_environment()
-    from tasks.demux import MediaError, describe, probe
+    from tasks.video.demux import MediaError, describe, probe
 
     cfg = _load_config_or_exit(config, {})
     try:
@@ -237,7 +248,7 @@ def inspect(
 @app.command()
 def config() -> None:
     """Print the default configuration as commented YAML (a starting point for --config)."""
-    from tasks.config import dump_yaml
+    from tasks.core.config import dump_yaml
 
     typer.echo(dump_yaml(RunConfig()), nl=False)
 
@@ -246,20 +257,17 @@ def config() -> None:
 def dataset(
     library: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (replaced in one rename)."),
-    teacher: Optional[str] = typer.Option(None, show_default="mtcnn",
-                                          help="Bootstrap detector that labels frames: mtcnn | dlib-hog | haar | mtcnn+dlib."),
-    fps: Optional[float] = typer.Option(None, show_default="1.0", help="Frames sampled per second."),
-    max_side: Optional[int] = typer.Option(None, show_default="640", help="Long side of stored frames in pixels."),
-    min_score: Optional[float] = typer.Option(None, show_default="0.9",
-                                              help="Teacher boxes below this confidence are dropped."),
-    dedup_hamming: Optional[int] = typer.Option(None, show_default="6",
-                                                help="dHash bits within which a frame is a near-duplicate."),
-    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of the video-to-split assignment."),
+    teacher: Optional[str] = field_option(DatasetParams, "teacher"),
+    fps: Optional[float] = field_option(DatasetParams, "fps"),
+    max_side: Optional[int] = field_option(DatasetParams, "max_side"),
+    min_score: Optional[float] = field_option(DatasetParams, "min_score"),
+    dedup_hamming: Optional[int] = field_option(DatasetParams, "dedup_hamming"),
+    seed: Optional[int] = field_option(DatasetParams, "seed"),
 ) -> None:
     """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
     (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video."""
     _quiet_environment()
-    from tasks.dataset import DatasetError, DatasetParams
+    from tasks.tools.dataset import DatasetError
 
     params = _params_or_exit(DatasetParams, {"teacher": teacher, "fps": fps, "max_side": max_side,
                                              "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed})
@@ -282,21 +290,18 @@ def train_detector(
     dataset: Path = typer.Argument(..., help="Dataset folder written by `castline dataset`."),
     workspace: Path = typer.Option(..., "--workspace", "-w",
                                    help="Workspace whose detector registry gets the result (the one `castline run` uses)."),
-    epochs: Optional[int] = typer.Option(None, show_default="30", help="Training epochs."),
-    imgsz: Optional[int] = typer.Option(None, show_default="320", help="Training and inference image size."),
-    batch: Optional[int] = typer.Option(None, show_default="16", help="Images per batch."),
-    checkpoint: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, show_default="none",
-                                              help="Local .pt to fine-tune (else --model-yaml from scratch)."),
-    model_yaml: Optional[str] = typer.Option(None, show_default="yolov8n.yaml",
-                                             help="Architecture trained from scratch."),
+    epochs: Optional[int] = field_option(TrainParams, "epochs"),
+    imgsz: Optional[int] = field_option(TrainParams, "imgsz"),
+    batch: Optional[int] = field_option(TrainParams, "batch"),
+    checkpoint: Optional[Path] = field_option(TrainParams, "checkpoint", exists=True, dir_okay=False),
+    model_yaml: Optional[str] = field_option(TrainParams, "model_yaml"),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
     _quiet_environment()
-    from tasks.dataset import DatasetError, check_dataset
-    from tasks.train_detector import TrainParams
-    from tasks.yolo_detector import QualityGate
+    from tasks.tools.dataset import DatasetError, check_dataset
+    from tasks.video.detect.yolo import QualityGate
 
     _use_device_or_exit(device)
     params = _params_or_exit(TrainParams, {"epochs": epochs, "imgsz": imgsz, "batch": batch,
@@ -332,7 +337,7 @@ def eval_workspace(
         _fail(f"not a castline workspace (no videos/ folder): {workspace}", 2)
     if not truth.is_dir():
         _fail(f"ground-truth folder not found: {truth}", 2)
-    from tasks.evaluate import evaluate_workspace, format_report
+    from tasks.tools.evaluate import evaluate_workspace, format_report
 
     results = evaluate_workspace(workspace, truth)
     if not results["videos"]:
@@ -346,9 +351,9 @@ def project_library(
     workspace: Path = typer.Argument(..., help="Workspace of a finished `castline run` (its --workspace)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="WORKSPACE/llm",
                                        help="Export folder. Trained adaptors go in OUT/adaptors/<image|voice>/."),
-    dim: Optional[int] = typer.Option(None, show_default="3072", help="The language model's hidden size."),
-    kind: Optional[str] = typer.Option(None, show_default="linear", help="Adaptor: linear | mlp (2-layer, GELU)."),
-    seed: Optional[int] = typer.Option(None, show_default="0", help="Seed of an untrained adaptor's weights."),
+    dim: Optional[int] = field_option(AdaptorConfig, "out_dim", "--dim"),
+    kind: Optional[str] = field_option(AdaptorConfig, "kind"),
+    seed: Optional[int] = field_option(AdaptorConfig, "seed"),
 ) -> None:
     """Project every library character (face centroid) and speaker (voice centroid) into a language model's
     embedding space: Parquet + .npy, TensorBoard projector TSVs and a PCA map in OUT.
@@ -357,7 +362,7 @@ def project_library(
     _quiet_environment()
     if not (workspace / "library").is_dir():
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
-    from tasks.project import AdaptorConfig, export_library, registry_dims
+    from tasks.tools.projection import export_library, registry_dims
 
     given = {"out_dim": dim, "kind": kind, "seed": seed}
     cfgs: dict = {"image": None, "voice": None}
@@ -390,12 +395,12 @@ def audio_features(
     _quiet_environment()
     if not (workspace / "library").is_dir():
         _fail(f"not a castline workspace (no library/ folder): {workspace}", 2)
-    if backend not in ("whisper", "ast"):
-        _fail(f"--backend must be whisper or ast, not {backend!r}", 2)
+    if backend not in get_args(AudioBackend):
+        _fail(f"--backend must be {' or '.join(get_args(AudioBackend))}, not {backend!r}", 2)
     _use_device_or_exit(device)
-    from tasks.audio_features import export_audio_features, make_extractor
-    from tasks.errors import ModelUnavailable
-    from tasks.stage import ProgressBar
+    from tasks.tools.audio_features import export_audio_features, make_extractor
+    from tasks.core.errors import ModelUnavailable
+    from tasks.core.stage import ProgressBar
 
     try:
         extractor = make_extractor(backend, model)

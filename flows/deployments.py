@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flows.detector_flows import dataset_flow, train_detector_flow
 from flows.library import library_flow
-from tasks.config import RunConfig
+from tasks.core.config import RunConfig
 
 LIBRARY_DEPLOYMENT = "castline-library"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows.library import default_workspace, list_videos
-from tasks.dataset import DatasetParams, build_dataset
-from tasks.formats import to_jsonable
-from tasks.train_detector import TrainParams, train_detector
+from tasks.library.run import default_workspace, list_videos
+from tasks.tools.dataset import DatasetParams, build_dataset
+from tasks.core.formats import to_jsonable
+from tasks.tools.train_detector import TrainParams, train_detector
 
 
 def _progress_artifact(key: str, description: str):

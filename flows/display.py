@@ -9,8 +9,8 @@ Either way the log lines are Prefect's own, filtered (`TerminalFilter`): without
 and so is anything that repeats an expected failure — each failed video gets one line, at the end of the
 run. Only the terminal is filtered: the Prefect UI log keeps every record.
 
-How it is fed: tasks/stage.py's ProgressBar hands its calls to `ProgressBar.sink` (the bars of a stage in a
-video's flow know the video through tasks.stage.current_video), and the flows call `video_started`,
+How it is fed: tasks/core/stage.py's ProgressBar hands its calls to `ProgressBar.sink` (the bars of a stage in a
+video's flow know the video through tasks.core.stage.current_video), and the flows call `video_started`,
 `stage_started` and `video_finished` below, which do nothing when no display is active (a served
 deployment, a Dask worker, the tests that call the flows directly).
 """
@@ -81,7 +81,7 @@ class TerminalFilter(logging.Filter):
         if self.verbose:
             return True
         message = record.getMessage()
-        if record.msg == "%s: reusing %s":  # tasks/stage.py, once per finished stage
+        if record.msg == "%s: reusing %s":  # tasks/core/stage.py, once per finished stage
             return False
         if record.name in ("prefect.task_runs", "prefect.flow_runs"):
             if message.startswith(self.ROUTINE):
@@ -165,7 +165,7 @@ class Display:
     def __enter__(self) -> "Display":
         global _active
         from prefect.logging.handlers import PrefectConsoleHandler
-        from tasks.stage import ProgressBar
+        from tasks.core.stage import ProgressBar
 
         terminal_filter = TerminalFilter(self.verbose)
         loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
@@ -185,7 +185,7 @@ class Display:
 
     def __exit__(self, *exc: Any) -> None:
         global _active
-        from tasks.stage import ProgressBar
+        from tasks.core.stage import ProgressBar
 
         _active = None
         ProgressBar.sink = None
@@ -263,7 +263,7 @@ class Display:
         return self._rows[video, "audio"]
 
     def bar(self, bar, done: int, total: int | None) -> None:
-        """tasks.stage.ProgressBar.sink: `total` None when the stage's bar closes."""
+        """tasks.core.stage.ProgressBar.sink: `total` None when the stage's bar closes."""
         video = getattr(bar, "video", None)
         stage = bar.desc.split(" ", 1)[0]
         with self._lock:
@@ -284,7 +284,7 @@ def _short(video: str, width: int = 28) -> str:
 def found_lines(summary: dict) -> list[str]:
     """Per succeeded video: its characters (names first, then how many are unnamed) and its voices (the
     character each is linked to, or off-screen)."""
-    from tasks.formats import read_timeline_json
+    from tasks.core.formats import read_timeline_json
 
     lines = []
     videos = [v for v in summary.get("videos", []) if v.get("ok")]

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, tags
@@ -24,49 +24,32 @@ from flows import display
 from flows.logs import keep_expected_errors_short
 from flows.video import NotFinished, process_video, video_flow
 from flows.video_artifacts import publish_video_artifacts
-from tasks.demux import MediaError
-from tasks.errors import ModelUnavailable
-from tasks.artifacts import library_key, publish_run_artifacts
-from tasks.character_outputs import character_outputs_task
-from tasks.config import RunConfig
-from tasks.detect import resolve_backend
-from tasks.identities import LibraryNames, identities_task, read_names
-from tasks.timeline import timeline_task
-from tasks.formats import read_timeline_csv, to_jsonable, write_json, write_text, write_timeline_csv
-from tasks.records import VideoResult
-from tasks.html_report import name_sources, render_html
-from tasks.report import render_report
-from tasks.speaker_table import speaker_table_task
-from tasks.stage import always_task
-from tasks.workspace import Workspace, active_run, remove_partials
+from tasks.video.demux import MediaError
+from tasks.core.errors import ModelUnavailable
+from flows.artifacts import library_key, publish_run_artifacts
+from tasks.library.character_outputs import character_outputs_task
+from tasks.core.config import RunConfig
+from tasks.video.detect import resolve_backend
+from tasks.library.identities import identities_task
+from tasks.library.run import (  # noqa: F401  (default_workspace, list_videos, video_name: also the flow's API)
+    default_workspace,
+    failure_message,
+    gallery_folder,
+    list_videos,
+    no_videos_message,
+    video_name,
+    write_library_timeline,
+    write_reports,
+    write_summary,
+)
+from tasks.library.timeline import timeline_task
+from tasks.core.formats import to_jsonable
+from tasks.core.records import VideoResult
+from tasks.library.speaker_table import speaker_table_task
+from tasks.core.stage import always_task
+from tasks.core.workspace import Workspace, active_run, remove_partials
 
 keep_expected_errors_short((MediaError, ModelUnavailable))
-
-VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
-WORKSPACE_DIRNAME = ".castline"
-
-
-def default_workspace(library: str | Path) -> Path:
-    return Path(library) / WORKSPACE_DIRNAME
-
-
-def list_videos(library: Path, workspace: Path) -> list[Path]:
-    """Video files under `library` by extension, sorted; hidden folders and the workspace are skipped,
-    and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
-    if not library.is_dir():
-        raise NotADirectoryError(f"library folder not found: {library}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(library):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and (here / d).resolve() != workspace.resolve())
-        found += [here / f for f in filenames if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
-    return sorted(found)
-
-
-def video_name(library: Path, video: Path) -> str:
-    """Unique, readable name of a video: its path inside the library ('season1/ep01.mkv')."""
-    return video.relative_to(library).as_posix()
 
 
 @always_task("process-video")
@@ -81,16 +64,6 @@ def _process_video(video: str, name: str, workspace: str, config: RunConfig):
 # One task run per video, named after it in the Prefect UI.
 process_video_task = _process_video.with_options(task_run_name="process-video · {name}")
 timeline_per_video = timeline_task.with_options(task_run_name="timeline · {name}")
-
-
-def failure_message(results: list[VideoResult]) -> str | None:
-    """What the library run's state says when any video failed ("2 of 3 videos failed"), else None."""
-    failed = sum(not r.ok for r in results)
-    return f"{failed} of {len(results)} videos failed" if failed else None
-
-
-def no_videos_message(library: Path) -> str:
-    return f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})"
 
 
 def with_runner(runner: str, dask_address: str | None = None):
@@ -194,39 +167,20 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
-    gallery = config.library.gallery or (str(lib / "gallery") if (lib / "gallery").is_dir() else None)
-    names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config, gallery)
+    names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config,
+                                 gallery_folder(lib, config))
     for r in done:
         r.outputs.update(timeline_per_video(str(ws.root), r.video, r.outputs, names_path))
     character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
     speaker_table_task(str(ws.root), names_path)
-    spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
-    write_timeline_csv(ws.library_dir / "timeline.csv", spans)
+    write_library_timeline(ws, done)
     seconds = time.perf_counter() - started
-    names = read_names(names_path) if done else LibraryNames({}, None, {})
-    report = render_report(str(lib), str(ws.root), ordered, seconds,
-                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})",
-                           gallery=list(names.gallery.values()), subtitles=names.subtitles)
-    write_text(ws.library_dir / "report.md", report)
-    sources = name_sources(names.gallery.values(), names.subtitles.character_names if names.subtitles else {})
-    write_text(ws.library_dir / "report.html",
-               render_html(str(lib), ordered, ws.library_dir / "report.html", ws.library_dir / "characters", sources))
-    publish_run_artifacts(str(lib), ordered, ws.library_dir / "report.md")
+    report = write_reports(lib, ws, ordered, names_path if done else None, seconds,
+                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})")
+    publish_run_artifacts(str(lib), ordered, report)
+    summary = write_summary(lib, ws, ordered, seconds, report, detect, why)
     for r in done:
         publish_video_artifacts(str(lib), r, ws.library_dir / "report.html")
-    summary = {
-        "library": str(lib),
-        "workspace": str(ws.root),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 2),
-        "succeeded": [r.video for r in ordered if r.ok],
-        "failed": [{"video": r.video, "error": r.error} for r in ordered if not r.ok],
-        "videos": ordered,
-        "report": str(ws.library_dir / "report.md"),
-        "detector": {"backend": detect.backend, "weights": detect.yolo_weights, "why": why},
-    }
-    write_json(ws.runs_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json", summary)
-    write_json(ws.library_dir / "last_run.json", summary)
     message = failure_message(ordered)
     # Failed with the summary as its data: the UI shows the partial failure, the CLI still reads the summary.
     return Failed(message=message, data=to_jsonable(summary)) if message else to_jsonable(summary)

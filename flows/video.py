@@ -1,7 +1,7 @@
 """Per-video flow: one video through demux → detect → track → embed → cluster, and beside it
 audio → diarize, then align its voices to its faces.
 
-Each stage's result path is its cache key (tasks/pipeline.py), so a re-run skips finished stages and a
+Each stage's result path is its cache key (tasks/video/pipeline.py), so a re-run skips finished stages and a
 killed run resumes from the last stage that completed. Bad input ends this video's run with a one-line
 reason (a Failed state) and never touches the other videos of the library.
 """
@@ -17,21 +17,21 @@ from prefect import flow
 from prefect.states import Failed
 
 from flows import display
-from tasks import device
-from tasks.align import align_task, sampling_interval
-from tasks.cluster import cluster_task
-from tasks.config import RunConfig
-from tasks.demux import MediaError, audio_task, check_file, frames_task, load_media_info, probe_task, require_video
-from tasks.detect import detect_task
-from tasks.diarize import diarize_task
-from tasks.embed import embed_task
-from tasks.errors import ModelUnavailable
-from tasks.formats import to_jsonable
-from tasks.pipeline import STAGES, StageKeys
-from tasks.records import VideoResult
-from tasks.stage import current_video
-from tasks.track import track_task
-from tasks.workspace import Workspace
+from tasks.core import device
+from tasks.video.align import align_task, sampling_interval
+from tasks.video.cluster import cluster_task
+from tasks.core.config import RunConfig
+from tasks.video.demux import MediaError, audio_task, check_file, frames_task, load_media_info, probe_task, require_video
+from tasks.video.detect import detect_task
+from tasks.video.diarize import diarize_task
+from tasks.video.embed import embed_task
+from tasks.core.errors import ModelUnavailable
+from tasks.core.formats import to_jsonable
+from tasks.video.pipeline import STAGES, StageKeys
+from tasks.core.records import VideoResult
+from tasks.core.stage import current_video
+from tasks.video.track import track_task
+from tasks.core.workspace import Workspace
 
 AUDIO_STAGES = ["audio", "diarize"]
 
@@ -64,7 +64,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     paths: dict[str, Path | None] = dict.fromkeys(AUDIO_STAGES)  # skipped: align is then given no turns
 
     def run(stage: str, task, *args, **kwargs) -> Path:
-        """The stage's task on `args` then the results of the stages it reads (tasks/pipeline.py), into the
+        """The stage's task on `args` then the results of the stages it reads (tasks/video/pipeline.py), into the
         path its key names."""
         out = STAGES[stage].result(ws, keys[stage])
         if finished_only and not out.exists():

@@ -14,10 +14,10 @@ import hashlib
 import re
 from pathlib import Path
 
-from tasks.artifacts import library_key
-from tasks.formats import read_timeline_json
-from tasks.records import VideoResult
-from tasks.timeline import TIMELINE_PNG
+from flows.artifacts import library_key
+from tasks.core.formats import read_timeline_json
+from tasks.core.records import VideoResult
+from tasks.library.timeline import TIMELINE_PNG
 # Bigger pictures are not embedded (the artifact is stored in the server's database).
 MAX_IMAGE_BYTES = 2_000_000
 

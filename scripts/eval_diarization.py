@@ -25,10 +25,10 @@ import torch  # noqa: E402
 from pyannote.core import Annotation, Segment as PSegment  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate  # noqa: E402
 
-from tasks.audio_stream import audio_duration  # noqa: E402
-from tasks.config import DiarizeParams  # noqa: E402
-from tasks.diarize import diarize  # noqa: E402
-from tasks.formats import read_rttm  # noqa: E402
+from tasks.core.audio_stream import audio_duration  # noqa: E402
+from tasks.core.config import DiarizeParams  # noqa: E402
+from tasks.video.diarize import diarize  # noqa: E402
+from tasks.core.formats import read_rttm  # noqa: E402
 
 MONTAGE = ["montage_dev00", "montage_dev01", "montage_trn07", "montage_trn08"]
 

@@ -474,7 +474,7 @@ def registry_consistency(ws: Path, summary: dict) -> tuple[bool, str]:
     (voices) present in characters.parquet (speakers.parquet)."""
     import pyarrow.parquet as pq
 
-    from tasks.formats import read_centroids, read_characters
+    from tasks.core.formats import read_centroids, read_characters
 
     problems, counts = [], []
     for kind in ("characters", "speakers"):
@@ -552,10 +552,10 @@ def unreadable_fifo_case(root: Path) -> Case:
     d.mkdir()
     os.mkfifo(d / "fifo.mp4")
     code = ("import sys; from pathlib import Path; from flows.library import list_videos, process_video;"
-            "from tasks.config import RunConfig; from tasks.workspace import Workspace;"
+            "from tasks.core.config import RunConfig; from tasks.core.workspace import Workspace;"
             "lib=Path(sys.argv[1]); ws=Workspace.open(lib.parent/'fifo_ws'); vs=list_videos(lib, ws.root);"
             "print('listed', [v.name for v in vs]);"
-            "from tasks.demux import MediaError\n"
+            "from tasks.video.demux import MediaError\n"
             "try:\n process_video(vs[0], 'fifo.mp4', ws, RunConfig())\n"
             "except MediaError as e:\n print('MediaError', e)\n")
     try:

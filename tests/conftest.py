@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.offline import configure
+from tasks.core.offline import configure
 
 configure()
 
@@ -55,8 +55,8 @@ def bad_library(tmp_path, media_dir) -> Path:
 def frame_store(tmp_path_factory):
     """frame_store("hamilton.mp4") -> frames.json of that sample video, sampled once per session by
     the demux stage itself at its default rate."""
-    from tasks.config import DemuxParams
-    from tasks.demux import FRAMES_INDEX, probe, sample_frames
+    from tasks.core.config import DemuxParams
+    from tasks.video.demux import FRAMES_INDEX, probe, sample_frames
 
     made: dict[str, Path] = {}
 
@@ -73,7 +73,7 @@ def frame_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sample_wav(tmp_path_factory):
     """sample_wav("montage_dev00.mp4") -> its 16 kHz mono WAV, extracted once by the demux stage."""
-    from tasks.demux import extract_audio, probe
+    from tasks.video.demux import extract_audio, probe
 
     made: dict[str, Path] = {}
 
@@ -107,7 +107,7 @@ def ten_minutes_of_noise(tmp_path):
 @pytest.fixture
 def source_reads(monkeypatch) -> list[int]:
     """The sample counts of every read the audio stream makes from its source, in order."""
-    from tasks.audio_stream import AudioStream
+    from tasks.core.audio_stream import AudioStream
 
     reads: list[int] = []
     real = AudioStream._read_source

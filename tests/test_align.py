@@ -1,7 +1,7 @@
-from tasks.align import cooccurrence, link_voices, merge_intervals, screen_pieces, video_links
-from tasks.config import AlignParams
-from tasks.records import Box, Character, Segment, SpeakerLink, SpeechTurn, Track
-from tasks.timeline import build_timeline
+from tasks.video.align import cooccurrence, link_voices, merge_intervals, screen_pieces, video_links
+from tasks.core.config import AlignParams
+from tasks.core.records import Box, Character, Segment, SpeakerLink, SpeechTurn, Track
+from tasks.library.timeline import build_timeline
 
 
 def _track(tid, times, x=0):
@@ -54,7 +54,7 @@ def test_timeline_spans_cover_screen_time_and_speech():
 
 
 def test_timeline_plot_is_a_png_with_a_row_per_character(tmp_path):
-    from tasks.plots import plot_timeline
+    from tasks.library.plots import plot_timeline
     tracks, chars = _scene()
     spans = build_timeline("v.mp4", tracks, chars, [SpeechTurn(5.0, 9.0, "S1")],
                            link_speakers([SpeechTurn(5.0, 9.0, "S1")], tracks, chars, 1.0, AlignParams()), 1.0)
@@ -117,7 +117,7 @@ def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
 
 
 def test_published_tracks_are_scaled_from_sampled_to_source_pixels():
-    from tasks.timeline import in_source_pixels
+    from tasks.library.timeline import in_source_pixels
 
     (big,) = in_source_pixels([_track(0, [0], x=96)], (960, 540), (1280, 720))
     assert big.boxes[0].xyxy == (128.0, 0.0, 194.67, 66.67)

@@ -1,8 +1,8 @@
 import re
 
-from tasks.artifacts import alignment_markdown, character_rows, library_key
-from tasks.formats import write_timeline_json
-from tasks.records import Character, SpeakerLink, TimelineSpan, VideoResult
+from flows.artifacts import alignment_markdown, character_rows, library_key
+from tasks.core.formats import write_timeline_json
+from tasks.core.records import Character, SpeakerLink, TimelineSpan, VideoResult
 
 
 def test_library_key_is_valid_and_stable(tmp_path):

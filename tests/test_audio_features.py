@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tasks.audio_features import (
+from tasks.tools.audio_features import (
     SPEAKERS_PARQUET,
     SUMMARY_JSON,
     TURNS_PARQUET,
@@ -21,12 +21,12 @@ from tasks.audio_features import (
     export_audio_features,
     make_extractor,
 )
-from tasks.embed_hf import ModelUnavailable
-from tasks.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
-from tasks.identities import NAMES_JSON
-from tasks.records import SpeechTurn
-from tasks.registry import Member, Registry, registry_paths, save_registry
-from tasks.workspace import Workspace
+from tasks.video.embed.hf import ModelUnavailable
+from tasks.core.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
+from tasks.library.identities import NAMES_JSON
+from tasks.core.records import RunSummary, SpeechTurn, VideoResult
+from tasks.library.registry import Member, Registry, registry_paths, save_registry
+from tasks.core.workspace import Workspace
 
 RATE = 16000
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -215,9 +215,11 @@ def workspace(tmp_path) -> Path:
                      SpeechTurn(3.0, 3.0, "SPEAKER_01")])  # the empty turn is not in speakers.rttm either
     b = write_video(ws, "b.mp4", "b" * 16, tone(3.0, 330), [SpeechTurn(0.5, 3.0, "SPEAKER_00")])
     c = write_video(ws, "c.mp4", "c" * 16, None, [])
-    write_json(ws.library_dir / "last_run.json", {"videos": [
-        {"video": "a.mp4", "ok": True, "outputs": a}, {"video": "b.mp4", "ok": True, "outputs": b},
-        {"video": "c.mp4", "ok": True, "outputs": c}, {"video": "d.mp4", "ok": False, "outputs": {}}]})
+    videos = [VideoResult("a.mp4", True, outputs=a), VideoResult("b.mp4", True, outputs=b),
+              VideoResult("c.mp4", True, outputs=c), VideoResult("d.mp4", False, error="bad")]
+    write_json(ws.library_dir / "last_run.json", RunSummary(
+        "lib", str(ws.root), "2025-01-01T00:00:00+00:00", 1.0, ["a.mp4", "b.mp4", "c.mp4"],
+        [{"video": "d.mp4", "error": "bad"}], videos, "report.md", {"backend": "haar", "weights": None, "why": ""}))
     write_json(ws.library_dir / NAMES_JSON, {"gallery": None, "matches": [], "subtitles": None, "voice_links": []})
     members = [Member(v, "k", local, gid, 1.0, np.ones(4, np.float32)) for v, local, gid in
                (("a.mp4", "SPEAKER_00", "speaker_001"), ("a.mp4", "SPEAKER_01", "speaker_000"),

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import formats
-from tasks.cluster import cannot_link_pairs, cluster_labels, cluster_tracks, cluster_task
-from tasks.config import ClusterParams
-from tasks.records import Box, Track
+from tasks.core import formats
+from tasks.video.cluster import cannot_link_pairs, cluster_labels, cluster_tracks, cluster_task
+from tasks.core.config import ClusterParams
+from tasks.core.records import Box, Track
 
 
 def track(track_id: int, frames: list[int], x: float = 0.0) -> Track:

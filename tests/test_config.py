@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import RunConfig, load_config
+from tasks.core.config import RunConfig, load_config
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -30,13 +30,13 @@ def test_bundled_config_is_valid():
 def test_bundled_config_matches_defaults():
     from pathlib import Path
 
-    from tasks.config import dump_yaml
+    from tasks.core.config import dump_yaml
     bundled = Path(__file__).resolve().parents[1] / "data" / "configs" / "default.yaml"
     assert bundled.read_text() == dump_yaml(RunConfig()), "regenerate with: castline config > data/configs/default.yaml"
 
 
 def test_bad_options_and_keys_are_said_in_one_line_each(tmp_path):
-    from tasks.config_errors import ConfigError, load_explained
+    from tasks.core.config_errors import ConfigError, load_explained
 
     with pytest.raises(ConfigError, match=r"^demux.fsp: unknown key$"):
         load_explained(None, {"demux.fsp": 2})
@@ -54,7 +54,7 @@ def test_bad_options_and_keys_are_said_in_one_line_each(tmp_path):
 
 
 def test_broken_yaml_is_reported_with_its_path_and_line(tmp_path):
-    from tasks.config_errors import ConfigError, load_explained
+    from tasks.core.config_errors import ConfigError, load_explained
 
     bad = tmp_path / "config.yaml"
     bad.write_text("demux:\n  fps: 2\n bad: [\n")

@@ -1,4 +1,4 @@
-"""Tests of tasks/dataset.py on real sample clips, a still-image clip and a text file posing as a video.
+"""Tests of tasks/tools/dataset.py on real sample clips, a still-image clip and a text file posing as a video.
 
 In: data/sample montage clips at 1 fps, 192 px. Out: checks that ultralytics' own checker accepts the export, that
 splits are grouped by video, that near-duplicates are dropped and that broken dataset folders fail in one line."""
@@ -16,7 +16,7 @@ import cv2
 import pytest
 import yaml
 
-from tasks.dataset import (
+from tasks.tools.dataset import (
     DatasetError,
     DatasetParams,
     build_dataset,

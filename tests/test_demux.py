@@ -3,8 +3,8 @@ import wave
 import numpy as np
 import pytest
 
-from tasks.config import DemuxParams
-from tasks.demux import (
+from tasks.core.config import DemuxParams
+from tasks.video.demux import (
     MediaError,
     NoAudioStreamError,
     NoVideoStreamError,
@@ -15,7 +15,7 @@ from tasks.demux import (
     require_video,
     sample_frames,
 )
-from tasks.formats import read_frames
+from tasks.core.formats import read_frames
 
 
 def test_probe_reads_streams(sample_dir):
@@ -78,7 +78,7 @@ def test_keyframes_only_uses_real_timestamps(sample_dir, tmp_path):
 
 
 def test_output_size_keeps_aspect_and_even():
-    from tasks.records import MediaInfo, StreamInfo
+    from tasks.core.records import MediaInfo, StreamInfo
     info = MediaInfo("x", "mp4", 1.0, 1, (StreamInfo(0, "video", "h264", 1920, 1080, rotation=90),))
     assert output_size(info, 960) == (540, 960)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import formats
-from tasks.records import iou
-from tasks.config import DetectParams
-from tasks.detect import (
+from tasks.core import formats
+from tasks.core.records import iou
+from tasks.core.config import DetectParams
+from tasks.video.detect import (
     DlibHOGDetector,
     HaarDetector,
     MTCNNDetector,
@@ -124,7 +124,7 @@ class _Fixed:
 
 
 def test_agreement_raises_the_score_of_faces_both_teachers_find():
-    from tasks.detect import AgreementDetector
+    from tasks.video.detect import AgreementDetector
     a = _Fixed("a", [(0, 0, 10, 10, 0.8), (50, 50, 60, 60, 0.7)])
     b = _Fixed("b", [(1, 1, 10, 10, 0.5), (100, 100, 120, 120, 0.9)])
     got = AgreementDetector(a, b).detect(None)
@@ -134,7 +134,7 @@ def test_agreement_raises_the_score_of_faces_both_teachers_find():
 
 
 def test_mtcnn_and_dlib_agree_on_the_montage_faces(montage_store):
-    from tasks.detect import make_detector
+    from tasks.video.detect import make_detector
     image = read_rgb(montage_store.parent / formats.read_frames(montage_store)[5].file)
     agreed = make_detector(DetectParams(backend="mtcnn+dlib")).detect(image)
     alone = make_detector(DetectParams(backend="mtcnn")).detect(image)

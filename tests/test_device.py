@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from tasks import device
-from tasks.config import load_config
+from tasks.core import device
+from tasks.core.config import load_config
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def test_settings_resolve_to_torch_devices(monkeypatch):
 
 
 def test_config_takes_the_setting_and_no_stage_key_depends_on_it():
-    from tasks.pipeline import StageKeys
+    from tasks.video.pipeline import StageKeys
 
     cpu, cuda = load_config(None, {"device": "cpu"}), load_config(None, {"device": "cuda"})
     assert (cpu.device, cuda.device) == ("cpu", "cuda")
@@ -46,8 +46,8 @@ def test_config_takes_the_setting_and_no_stage_key_depends_on_it():
 
 
 def test_models_load_on_the_device_set():
-    from tasks import voice_models
-    from tasks.detect import MTCNNDetector
+    from tasks.video.diarize import voice_models
+    from tasks.video.detect import MTCNNDetector
 
     device.use("cpu")
     assert next(voice_models.segmentation_model().parameters()).device.type == "cpu"

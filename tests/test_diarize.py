@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks import voice_models
-from tasks.config import DiarizeParams
-from tasks.diarize import diarize, diarize_task, model_files
-from tasks.errors import ModelUnavailable
-from tasks.formats import read_centroids, read_exclusive_turns, read_rttm, read_turns
+from tasks.video.diarize import voice_models
+from tasks.core.config import DiarizeParams
+from tasks.video.diarize import diarize, diarize_task, model_files
+from tasks.core.errors import ModelUnavailable
+from tasks.core.formats import read_centroids, read_exclusive_turns, read_rttm, read_turns
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -100,7 +100,7 @@ def test_turns_are_ordered_and_labelled_with_unit_centroids(dev00):
 
 
 def test_chunk_speakers_link_across_the_file_but_never_within_a_chunk():
-    from tasks.diarize_offline import ChunkSpeakers, link_chunks
+    from tasks.video.diarize.offline import ChunkSpeakers, link_chunks
 
     a, b = np.eye(192)[0], np.eye(192)[1]
     # Chunk 0: voices a and b; chunk 1: a again, and a near-copy of a that chunk 1 kept apart from it.
@@ -211,10 +211,10 @@ def test_a_missing_model_file_fails_the_video_after_its_face_stages_finished(tmp
     clip, ws = tmp_path / "clip.mp4", tmp_path / "ws"
     ffmpeg("-i", str(sample_dir / "hamilton.mp4"), "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
     code = ("import sys; from pathlib import Path\n"
-            "from tasks import voice_models\n"
+            "from tasks.video.diarize import voice_models\n"
             "voice_models.package_root = lambda: Path(sys.argv[3])\n"
-            "from flows.video import process_video; from tasks.config import RunConfig\n"
-            "from tasks.errors import ModelUnavailable; from tasks.workspace import Workspace\n"
+            "from flows.video import process_video; from tasks.core.config import RunConfig\n"
+            "from tasks.core.errors import ModelUnavailable; from tasks.core.workspace import Workspace\n"
             "try: process_video(Path(sys.argv[1]), 'clip.mp4', Workspace.open(sys.argv[2]), "
             "RunConfig(detect={'backend': 'haar'}))\n"
             "except ModelUnavailable as e: print('UNAVAILABLE', e)\n")

@@ -9,19 +9,19 @@ import soundfile as sf
 import yaml
 from pydantic import ValidationError
 
-from tasks.config import DiarizeParams, EmbedParams, RunConfig
-from tasks.diarize import diarize_task
-from tasks.diarize_pyannote import (
+from tasks.core.config import DiarizeParams, EmbedParams, RunConfig
+from tasks.video.diarize import diarize_task
+from tasks.video.diarize.pyannote import (
     ModelUnavailable,
     load_pipeline,
     resolve,
     segmentation_specifications,
     speaker_records,
 )
-from tasks.formats import read_centroids, read_turns
-from tasks.identities import recluster_library
-from tasks.records import SpeechTurn
-from tasks.registry import (
+from tasks.core.formats import read_centroids, read_turns
+from tasks.library.identities import recluster_library
+from tasks.core.records import SpeechTurn
+from tasks.library.registry import (
     DEFAULT_SPACES,
     Registry,
     _table,
@@ -32,7 +32,7 @@ from tasks.registry import (
     save_registry,
     voice_space,
 )
-from tasks.workspace import Workspace
+from tasks.core.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -205,8 +205,8 @@ def test_missing_model_is_a_clear_offline_error(tmp_path, monkeypatch, no_networ
 
 
 def test_run_spaces_are_the_embedders_names():
-    from tasks.embed import DlibFaceEmbedder
-    from tasks.embed_hf import ClipEmbedder
+    from tasks.video.embed import DlibFaceEmbedder
+    from tasks.video.embed.hf import ClipEmbedder
 
     assert voice_space(DiarizeParams()) == "campplus"
     assert voice_space(DiarizeParams(backend="pyannote", model="org/pipe")) == "pyannote:org/pipe"
@@ -262,7 +262,7 @@ def test_library_steps_refuse_a_voice_registry_of_the_other_backend(tmp_path):
 def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_path, sample_dir):
     from test_flow import castline
 
-    from tasks.registry import check_spaces
+    from tasks.library.registry import check_spaces
 
     ws = Workspace.open(tmp_path / "ws")
     check_spaces(ws, "dlib-resnet", "pyannote:org/pipe")  # no registry yet: any space
@@ -284,7 +284,7 @@ def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_p
 def test_new_weights_in_the_same_folder_change_the_stage_key(pipeline_folder, tmp_path):
     import shutil
 
-    from tasks.pipeline import StageKeys
+    from tasks.video.pipeline import StageKeys
 
     folder = shutil.copytree(pipeline_folder, tmp_path / "pipeline")
     cfg = RunConfig(diarize=DiarizeParams(backend="pyannote", model=str(folder)))

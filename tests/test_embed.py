@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tasks.embed as embed_module
-from tasks import formats
-from tasks.config import EmbedParams
-from tasks.detect import DlibHOGDetector, read_rgb
-from tasks.embed import DIM, DlibFaceEmbedder, embed_task, embed_tracks
-from tasks.records import Box, Track
+import tasks.video.embed as embed_module
+from tasks.core import formats
+from tasks.core.config import EmbedParams
+from tasks.video.detect import DlibHOGDetector, read_rgb
+from tasks.video.embed import DIM, DlibFaceEmbedder, embed_task, embed_tracks
+from tasks.core.records import Box, Track
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -122,7 +122,7 @@ def test_worker_processes_give_the_same_rows_as_one_process(montage_store, monke
 
 
 def test_witnesses_spread_over_the_track_and_pick_the_best_of_each_stretch():
-    from tasks.pooling import witnesses
+    from tasks.video.embed.pooling import witnesses
 
     def box(i, side, score):
         return Box(frame=i, t=float(i), x1=0, y1=0, x2=side, y2=side, score=score)

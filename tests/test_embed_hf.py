@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.contact_sheet import character_sheet, crop_box
-from tasks.embed_hf import ClipEmbedder, ModelUnavailable, ViTEmbedder, grid_cells
-from tasks.pooling import pool, pool_track, quality
-from tasks.records import Box
+from tasks.core.contact_sheet import character_sheet, crop_box
+from tasks.video.embed.hf import ClipEmbedder, ModelUnavailable, ViTEmbedder, grid_cells
+from tasks.video.embed.pooling import pool, pool_track, quality
+from tasks.core.records import Box
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,19 +1,19 @@
-"""tasks/evaluate.py on tiny synthetic workspaces whose scores are known by construction."""
+"""tasks/tools/evaluate.py on tiny synthetic workspaces whose scores are known by construction."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tasks.evaluate import (
+from tasks.tools.evaluate import (
     box_scale,
     evaluate_workspace,
     format_report,
     match_box,
     truth_frame,
 )
-from tasks.formats import read_json, write_characters, write_json, write_rttm, write_tracks
-from tasks.records import Box, Character, SpeechTurn, Track
+from tasks.core.formats import read_json, write_characters, write_json, write_rttm, write_tracks
+from tasks.core.records import Box, Character, SpeechTurn, Track
 
 REPO = Path(__file__).resolve().parents[1]
 FPS, DURATION = 10, 4.0
@@ -154,7 +154,7 @@ def test_alignment_fractions_are_exact(dirs):
 
 
 def test_overlapped_speech_bounds_what_one_label_at_a_time_can_score():
-    from tasks.evaluate import overlap_share
+    from tasks.tools.evaluate import overlap_share
     # 4 s of speech, of which 1 s is a second voice over the first: at most 3 of the 4 s can be right.
     turns = [SpeechTurn(0.0, 3.0, "a"), SpeechTurn(2.0, 3.0, "b")]
     assert overlap_share(turns) == pytest.approx(1.0 / 4)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import DemuxParams
-from tasks.demux import MediaError, NoVideoStreamError, extract_audio, probe, require_video, sample_frames
-from tasks.formats import read_frames
+from tasks.core.config import DemuxParams
+from tasks.video.demux import MediaError, NoVideoStreamError, extract_audio, probe, require_video, sample_frames
+from tasks.core.formats import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -142,7 +142,7 @@ def test_unreadable_file(tmp_path):
 
 
 def test_non_ascii_names_get_distinct_output_folders(tmp_path):
-    from tasks.workspace import Workspace
+    from tasks.core.workspace import Workspace
 
     ws = Workspace.open(tmp_path)
     assert ws.video_dir("é.mp4") != ws.video_dir("日本語.mp4")
@@ -157,7 +157,7 @@ def test_nested_and_flat_names_do_not_collide(tmp_path):
 def test_fifo_named_like_a_video_is_refused_not_read(tmp_path):
     os.mkfifo(tmp_path / "fifo.mp4")
     code = ("import sys; from pathlib import Path; from flows.video import process_video;"
-            "from tasks.config import RunConfig; from tasks.demux import MediaError; from tasks.workspace import Workspace\n"
+            "from tasks.core.config import RunConfig; from tasks.video.demux import MediaError; from tasks.core.workspace import Workspace\n"
             "try: process_video(Path(sys.argv[1]), 'fifo.mp4', Workspace.open(sys.argv[2]), RunConfig())\n"
             "except MediaError as e: print(e)")
     try:
@@ -198,10 +198,10 @@ def test_frames_smaller_than_the_smallest_face_give_no_boxes(tmp_path):
     import cv2
     import numpy as np
 
-    from tasks.config import DetectParams
-    from tasks.detect import detect_faces
-    from tasks.formats import write_frames
-    from tasks.records import Frame
+    from tasks.core.config import DetectParams
+    from tasks.video.detect import detect_faces
+    from tasks.core.formats import write_frames
+    from tasks.core.records import Frame
 
     cv2.imwrite(str(tmp_path / "000000.jpg"), np.full((16, 16, 3), 128, np.uint8))
     write_frames(tmp_path / "frames.json", [Frame(0, 0.0, "000000.jpg")])
@@ -209,7 +209,7 @@ def test_frames_smaller_than_the_smallest_face_give_no_boxes(tmp_path):
 
 
 def test_nested_videos_get_their_own_output_folders(tmp_path):
-    from tasks.workspace import Workspace
+    from tasks.core.workspace import Workspace
     ws = Workspace.open(tmp_path)
     assert len({ws.video_dir("loop/clip.mp4"), ws.video_dir("sub/clip.mp4"), ws.video_dir("clip.mp4")}) == 3
     assert ws.video_dir("hamilton.mp4").name == "hamilton.mp4"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 from conftest import SAMPLE, ffmpeg
-from tasks.formats import read_timeline_json
+from tasks.core.formats import read_timeline_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_library_run_with_failed_videos_is_failed_in_prefect(media_dir, tmp_path
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
     from flows.library import library_flow
-    from tasks.config import RunConfig
+    from tasks.core.config import RunConfig
 
     lib = tmp_path / "library"
     lib.mkdir()
@@ -179,7 +179,7 @@ def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
 def test_boxes_are_published_in_source_pixels_of_a_video_larger_than_the_sampling_limit(tmp_path):
     """montage_dev00's first 4 s upscaled to 1280x720 (sampled at 960x540): tracks.json's faces lie on the
     ground-truth faces scaled 2x, and `castline eval` scores them on its 640x360 annotation."""
-    from tasks.evaluate import evaluate_workspace, match_box, truth_frame
+    from tasks.tools.evaluate import evaluate_workspace, match_box, truth_frame
 
     lib, ws, gt = tmp_path / "library", tmp_path / "ws", tmp_path / "truth"
     lib.mkdir()

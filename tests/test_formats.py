@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from tasks.formats import (
+from tasks.core.formats import (
     TEMP_SUFFIX,
     atomic_dir,
     read_rttm,
@@ -10,7 +12,7 @@ from tasks.formats import (
     write_rttm,
     write_timeline_csv,
 )
-from tasks.records import SpeechTurn, TimelineSpan
+from tasks.core.records import SpeechTurn, TimelineSpan
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -55,7 +57,18 @@ def test_timeline_csv_round_trip(tmp_path):
 
 
 def test_webvtt_has_voice_tags_and_timestamps(tmp_path):
-    from tasks.formats import write_webvtt
+    from tasks.core.formats import write_webvtt
     write_webvtt(tmp_path / "s.vtt", [SpeechTurn(3661.5, 3662.25, "Lin-Manuel Miranda"), SpeechTurn(0, 0, "x")])
     assert (tmp_path / "s.vtt").read_text() == (
         "WEBVTT\n\n01:01:01.500 --> 01:01:02.250\n<v Lin-Manuel Miranda>Lin-Manuel Miranda\n\n")
+
+
+def test_tables_are_written_by_formats_only():
+    """One place per on-disk format: no product module writes a CSV or Parquet file itself."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    writers = re.compile(r"csv\.writer\(|pq\.write_table\(|\.to_csv\(|\.to_parquet\(")
+    offenders = [p.relative_to(root).as_posix() for folder in ("tasks", "flows") for p in (root / folder).rglob("*.py")
+                 if p.name != "formats.py" and writers.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -1,7 +1,7 @@
 """Gallery naming: closest pairs under the threshold, and clear mutual nearest pairs in the looser band."""
 import numpy as np
 
-from tasks.gallery import name_characters
+from tasks.library.gallery import name_characters
 
 
 def vec(*xs):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from test_flow import castline
 
-from tasks.formats import read_rttm, read_timeline_json
+from tasks.core.formats import read_rttm, read_timeline_json
 
 GT = "data/ground_truth/montage"
 

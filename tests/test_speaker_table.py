@@ -2,13 +2,13 @@
 import numpy as np
 import pyarrow.parquet as pq
 
-from tasks.gallery import GalleryMatch
-from tasks.identities import LibraryNames
-from tasks.records import SpeakerLink
-from tasks.registry import Member, Registry, registry_paths, save_registry
-from tasks.speaker_table import TABLE_CSV, TABLE_PARQUET, SpeakerRow, speaker_rows, write_speaker_table
-from tasks.subtitles import SubtitleNaming
-from tasks.workspace import Workspace
+from tasks.library.gallery import GalleryMatch
+from tasks.library.identities import LibraryNames
+from tasks.core.records import SpeakerLink
+from tasks.library.registry import Member, Registry, registry_paths, save_registry
+from tasks.library.speaker_table import TABLE_CSV, TABLE_PARQUET, SpeakerRow, speaker_rows, write_speaker_table
+from tasks.library.subtitles import SubtitleNaming
+from tasks.core.workspace import Workspace
 
 
 def _voice(video, local, gid, seconds, direction):

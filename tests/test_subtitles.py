@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from tasks.records import Character, SpeakerLink, SpeechTurn
-from tasks.subtitles import (
+from tasks.core.records import Character, SpeakerLink, SpeechTurn
+from tasks.library.subtitles import (
     NamedLine,
     apply_names,
     find_subtitles,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import formats
-from tasks.config import TrackParams
-from tasks.records import Box, Frame
-from tasks.track import shot_boundaries, track_faces, track_task
+from tasks.core import formats
+from tasks.core.config import TrackParams
+from tasks.core.records import Box, Frame
+from tasks.video.track import shot_boundaries, track_faces, track_task
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

@@ -1,4 +1,4 @@
-"""Tests of tasks/train_detector.py: greedy IoU matching and one tiny CPU training run (1 epoch, imgsz 64).
+"""Tests of tasks/tools/train_detector.py: greedy IoU matching and one tiny CPU training run (1 epoch, imgsz 64).
 
 In: a Haar-labelled dataset of two sample clips at 160 px. Out: checks that the run is estimated, logged per epoch,
 evaluated against the teacher (calibrated conf, ms/frame) and registered; the slow test runs both Prefect flows."""
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dataset import DatasetParams, build_dataset
-from tasks.train_detector import TrainParams, match_boxes, train_detector
-from tasks.yolo_detector import QualityGate, YoloDetector, best_registered, load_registry
+from tasks.tools.dataset import DatasetParams, build_dataset
+from tasks.tools.train_detector import TrainParams, match_boxes, train_detector
+from tasks.video.detect.yolo import QualityGate, YoloDetector, best_registered, load_detectors
 
 
 def test_match_boxes_is_greedy_one_to_one_by_score():
@@ -36,7 +36,7 @@ def test_one_epoch_registers_an_evaluated_detector(tiny_dataset, tmp_path):
                            progress=lambda done, total: seen.append((done, total)), log=lines.append)
     assert seen == [(1, 1)]
     assert lines[0].startswith("estimate:") and any(line.startswith("epoch 1/1") for line in lines)
-    assert load_registry(tmp_path) == [entry]
+    assert load_detectors(tmp_path) == [entry]
     weights = Path(entry["weights"])
     assert weights.is_file() and weights.is_relative_to(tmp_path / "detectors")
     m = entry["metrics"]
@@ -69,4 +69,4 @@ def test_flows_run_end_to_end(tiny_dataset, tmp_path, sample_dir):
                            DatasetParams(teacher="haar", max_side=160, min_face=12, contact_sheet=0))
     assert summary["images"]["val"] > 0
     entry = train_detector_flow(str(tmp_path / "ds"), str(tmp_path / "ws"), TrainParams(epochs=1, imgsz=64))
-    assert load_registry(tmp_path / "ws")[0]["id"] == entry["id"]
+    assert load_detectors(tmp_path / "ws")[0]["id"] == entry["id"]

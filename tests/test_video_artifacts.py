@@ -1,8 +1,8 @@
 import re
 
 from flows.video_artifacts import found_markdown, image_data_url, video_key
-from tasks.formats import write_timeline_json
-from tasks.records import Character, SpeakerLink, TimelineSpan, VideoResult
+from tasks.core.formats import write_timeline_json
+from tasks.core.records import Character, SpeakerLink, TimelineSpan, VideoResult
 
 
 def test_video_keys_are_valid_and_distinct_per_video(tmp_path):

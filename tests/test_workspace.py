@@ -1,7 +1,7 @@
 import shutil
 
-from tasks.formats import TEMP_SUFFIX
-from tasks.workspace import Workspace, remove_partials
+from tasks.core.formats import TEMP_SUFFIX
+from tasks.core.workspace import Workspace, remove_partials
 
 
 def test_video_id_follows_content_not_path(tmp_path, sample_dir):
@@ -17,8 +17,8 @@ def test_video_id_follows_content_not_path(tmp_path, sample_dir):
 
 
 def test_a_parameter_rekeys_its_stage_and_what_follows_only(tmp_path, sample_dir):
-    from tasks.config import RunConfig
-    from tasks.pipeline import STAGES, StageKeys
+    from tasks.core.config import RunConfig
+    from tasks.video.pipeline import STAGES, StageKeys
 
     ws = Workspace.open(tmp_path)
     vid = ws.video_id(sample_dir / "hamilton.mp4")
@@ -46,7 +46,7 @@ def test_remove_partials(tmp_path):
 
 
 def test_partials_are_only_removed_by_a_run_that_is_alone(tmp_path):
-    from tasks.workspace import active_run
+    from tasks.core.workspace import active_run
     with active_run(tmp_path) as first:
         with active_run(tmp_path) as second:
             assert first and not second

@@ -1,4 +1,4 @@
-"""Tests of tasks/yolo_detector.py: YoloDetector on a real frame and its one-line errors, and the registry.
+"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
 bad weights files, the quality gate, and two processes registering at once without losing an entry."""
@@ -10,12 +10,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tasks.yolo_detector import (
+from tasks.video.detect.yolo import (
     QualityGate,
     YoloDetector,
     YoloDetectorError,
     best_registered,
-    load_registry,
+    load_detectors,
     register_detector,
     registry_path,
 )
@@ -92,13 +92,13 @@ def entry(weights: Path, recall: float, map50: float, created: str) -> dict:
 
 
 def test_best_registered_is_newest_entry_passing_the_gate(tmp_path):
-    assert load_registry(tmp_path) == [] and best_registered(tmp_path) is None
+    assert load_detectors(tmp_path) == [] and best_registered(tmp_path) is None
     w = tmp_path / "w.pt"
     w.write_bytes(b"x")
     old = register_detector(tmp_path, entry(w, 0.95, 0.8, "2026-01-01T00:00:00+00:00"))
     register_detector(tmp_path, entry(w, 0.6, 0.9, "2026-01-02T00:00:00+00:00"))  # recall below default gate
     register_detector(tmp_path, entry(tmp_path / "gone.pt", 0.99, 0.99, "2026-01-03T00:00:00+00:00"))
-    assert old["id"].startswith("yolo-") and len(load_registry(tmp_path)) == 3
+    assert old["id"].startswith("yolo-") and len(load_detectors(tmp_path)) == 3
     assert best_registered(tmp_path)["id"] == old["id"]
     assert best_registered(tmp_path, QualityGate(min_recall=0.5))["metrics"]["recall_vs_teacher"] == 0.6
     assert best_registered(tmp_path, QualityGate(min_map50=0.85)) is None
@@ -106,7 +106,7 @@ def test_best_registered_is_newest_entry_passing_the_gate(tmp_path):
         register_detector(tmp_path, {"metrics": {}})
     registry_path(tmp_path).write_text("{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
-        load_registry(tmp_path)
+        load_detectors(tmp_path)
 
 
 def _register_many(root: str, worker: int, n: int) -> None:
@@ -122,14 +122,14 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
-    weights = [e["weights"] for e in load_registry(tmp_path)]
+    weights = [e["weights"] for e in load_detectors(tmp_path)]
     assert len(weights) == len(set(weights)) == 50
 
 
 def test_auto_backend_picks_a_passing_trained_detector_and_says_why(tmp_path):
-    from tasks.config import DetectParams
-    from tasks.detect import resolve_backend
-    from tasks.yolo_detector import register_detector
+    from tasks.core.config import DetectParams
+    from tasks.video.detect import resolve_backend
+    from tasks.video.detect.yolo import register_detector
 
     params, why = resolve_backend(DetectParams(), tmp_path)
     assert params.backend == "mtcnn" and "no detector trained" in why

@@ -1,0 +1,60 @@
+"""Artifacts: what a person reads about a library run in the Prefect UI.
+
+In: the run's per-video results and their timeline files. Out: a table artifact (characters, names,
+screen and speech time per video), a Markdown artifact (outcome, voice-to-face links, report path), and
+a progress artifact over videos — all under keys derived from the library, so the UI keeps their history.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Sequence
+
+from tasks.core.formats import read_timeline_json
+from tasks.core.records import VideoResult
+
+
+def library_key(library: str | Path, kind: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    lib = Path(library)
+    slug = re.sub(r"[^a-z0-9]+", "-", lib.name.lower()).strip("-")[:40] or "library"
+    digest = hashlib.blake2b(str(lib.resolve()).encode(), digest_size=3).hexdigest()
+    return f"castline-{slug}-{digest}-{kind}"
+
+
+def character_rows(results: Sequence[VideoResult]) -> list[dict]:
+    rows = []
+    for r in results:
+        if not r.ok:
+            continue
+        timeline = read_timeline_json(r.outputs["timeline_json"])
+        for label, c in sorted(timeline["characters"].items()):
+            rows.append({"Video": r.video, "Character": c["character_id"], "Name": c.get("name") or "(unnamed)",
+                         "On screen (s)": round(c["screen_seconds"], 1), "Speaking (s)": round(c["speech_seconds"], 1),
+                         "Voices": ", ".join(c.get("speakers", []))})
+    return rows
+
+
+def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
+    lines = [f"**{sum(r.ok for r in results)} succeeded, {sum(not r.ok for r in results)} failed** — "
+             f"full report: `{report}`", ""]
+    lines += [f"- failed `{r.video}`: {r.error}" for r in results if not r.ok]
+    lines += ["", "| video | voice | linked character | share of its speech with that face on screen |",
+              "|---|---|---|---|"]
+    for r in results:
+        if r.ok:
+            for link in read_timeline_json(r.outputs["timeline_json"])["speaker_links"]:
+                lines.append(f"| {r.video} | {link['speaker']} | {link['character_id'] or 'off-screen'} | "
+                             f"{link['score']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish_run_artifacts(library: str, results: Sequence[VideoResult], report: Path) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(character_rows(results) or [{"Video": "", "Character": "none found"}],
+                          key=library_key(library, "characters"),
+                          description="Characters per video: names, screen and speaking time, voices")
+    create_markdown_artifact(alignment_markdown(results, report), key=library_key(library, "summary"),
+                             description="Run outcome and voice-to-face links")

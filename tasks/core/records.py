@@ -1,0 +1,236 @@
+"""Record types that pass between castline's stages.
+
+In: nothing (pure definitions). Out: typed dataclasses for media info, frames, boxes, tracks,
+speech turns, characters and timeline spans, and the box overlap (IoU) every stage measures the same way. Every on-disk form of them lives in tasks/core/formats.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str  # "video" | "audio" | "subtitle" | ...
+    codec: str
+    # video
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    avg_fps: float | None = None
+    rotation: int = 0
+    # audio
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffprobe says about a file, reduced to what the stages need."""
+
+    path: str
+    format_name: str
+    duration: float
+    size_bytes: int
+    streams: tuple[StreamInfo, ...]
+
+    @property
+    def video(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "video"), None)
+
+    @property
+    def audio(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "audio"), None)
+
+    @property
+    def vfr(self) -> bool:
+        """Variable frame rate: nominal and average rates disagree by more than 1 %."""
+        v = self.video
+        if v is None or not v.fps or not v.avg_fps:
+            return False
+        return abs(v.fps - v.avg_fps) / v.fps > 0.01
+
+    @property
+    def display_size(self) -> tuple[int, int] | None:
+        """Width, height after applying the rotation ffmpeg auto-applies on decode."""
+        v = self.video
+        if v is None or v.width is None or v.height is None:
+            return None
+        if v.rotation % 180 == 90:
+            return v.height, v.width
+        return v.width, v.height
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame: its position in the sample, its time, and where its image is stored."""
+
+    index: int
+    t: float
+    file: str  # relative to the frame store's folder
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detection on one sampled frame, in pixels of that frame (x1, y1, x2, y2)."""
+
+    frame: int
+    t: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    label: str = "face"
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return self.x1, self.y1, self.x2, self.y2
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 when either is empty."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Track:
+    """Boxes of one face linked over consecutive sampled frames of one shot."""
+
+    track_id: int
+    boxes: tuple[Box, ...]
+    label: str = "face"
+
+    @property
+    def start(self) -> float:
+        return self.boxes[0].t
+
+    @property
+    def end(self) -> float:
+        return self.boxes[-1].t
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        return tuple(b.frame for b in self.boxes)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of time in seconds."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class SpeechTurn:
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+@dataclass
+class Diarization:
+    """One file's voices: turns that may overlap (two people at once), the same turns one speaker at a time
+    (for what needs one label per moment: audio cut per speaker), and one unit voice centroid per speaker."""
+    turns: list[SpeechTurn]
+    exclusive: list[SpeechTurn]
+    centroids: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Character:
+    """A group of tracks judged to be one person within a video (or library)."""
+
+    character_id: str
+    track_ids: tuple[int, ...]
+    name: str | None = None
+    speakers: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name or self.character_id
+
+
+@dataclass(frozen=True)
+class Cooccurrence:
+    """How long one voice and one character were heard and seen together in one video: on-screen time
+    during the voice's speech, and the same with each moment divided by the characters on screen.
+    With character_id None, both hold the voice's total speech in that video."""
+
+    speaker: str
+    character_id: str | None
+    weighted_seconds: float
+    together_seconds: float
+
+
+@dataclass(frozen=True)
+class SpeakerLink:
+    """The evidence for linking one voice to one on-screen character (or to nobody)."""
+
+    speaker: str
+    character_id: str | None  # None: off-screen voice
+    score: float
+    speech_seconds: float
+    overlap_seconds: float
+
+
+@dataclass(frozen=True)
+class TimelineSpan:
+    """One row of a character timeline: on screen or speaking, from start to end, in one video."""
+
+    video: str
+    character: str
+    kind: str  # "on_screen" | "speaking"
+    start: float
+    end: float
+    source: str = ""  # track id or speaker label the span came from
+
+
+@dataclass
+class VideoResult:
+    """What the per-video flow reports back to the library flow."""
+
+    video: str
+    ok: bool
+    error: str | None = None
+    skipped_stages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """What a library run did (runs/<time>.json, library/last_run.json, the flow's return value)."""
+
+    library: str
+    workspace: str
+    finished_at: str  # ISO 8601, UTC, seconds
+    seconds: float
+    succeeded: list[str]
+    failed: list[dict[str, str | None]]  # {"video", "error"}
+    videos: list[VideoResult]
+    report: str  # library/report.md
+    detector: dict[str, str | None]  # {"backend", "weights", "why"}: the face detector the run used, and why

@@ -1,0 +1,103 @@
+"""A library run's own logic, below the flow: which files are its videos, where its workspace and gallery are,
+and what it writes once every video is through (combined timeline, reports, run summary).
+
+In: a library folder, the per-video results of a run and the names the identities step decided.
+Out: the video list and names; WORKSPACE/library/timeline.csv, report.md, report.html; the run summary
+(tasks/core/formats.py RunSummary) in runs/<time>.json and library/last_run.json. flows/library.py only
+orchestrates: it calls these in order and turns the summary into the flow's state.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from tasks.core.config import DetectParams, RunConfig
+from tasks.core.formats import (
+    LAST_RUN_JSON,
+    RunSummary,
+    read_timeline_csv,
+    write_json,
+    write_text,
+    write_timeline_csv,
+)
+from tasks.core.records import VideoResult
+from tasks.core.workspace import Workspace
+from tasks.library.html_report import name_sources, render_html
+from tasks.library.identities import LibraryNames, read_names
+from tasks.library.report import render_report
+
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+WORKSPACE_DIRNAME = ".castline"
+
+
+def default_workspace(library: str | Path) -> Path:
+    return Path(library) / WORKSPACE_DIRNAME
+
+
+def list_videos(library: Path, workspace: Path) -> list[Path]:
+    """Video files under `library` by extension, sorted; hidden folders and the workspace are skipped,
+    and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+    if not library.is_dir():
+        raise NotADirectoryError(f"library folder not found: {library}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(library):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and (here / d).resolve() != workspace.resolve())
+        found += [here / f for f in filenames if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
+def video_name(library: Path, video: Path) -> str:
+    """Unique, readable name of a video: its path inside the library ('season1/ep01.mkv')."""
+    return video.relative_to(library).as_posix()
+
+
+def no_videos_message(library: Path) -> str:
+    return f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})"
+
+
+def failure_message(results: Sequence[VideoResult]) -> str | None:
+    """What the library run's state says when any video failed ("2 of 3 videos failed"), else None."""
+    failed = sum(not r.ok for r in results)
+    return f"{failed} of {len(results)} videos failed" if failed else None
+
+
+def gallery_folder(library: Path, config: RunConfig) -> str | None:
+    """The configured gallery, else LIBRARY/gallery when there is one."""
+    return config.library.gallery or (str(library / "gallery") if (library / "gallery").is_dir() else None)
+
+
+def write_library_timeline(ws: Workspace, done: Sequence[VideoResult]) -> Path:
+    """Every video's timeline rows in one CSV."""
+    spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
+    return write_timeline_csv(ws.library_dir / "timeline.csv", spans)
+
+
+def write_reports(lib: Path, ws: Workspace, ordered: Sequence[VideoResult], names_path: Path | None,
+                  seconds: float, detector: str) -> Path:
+    """report.md and report.html of the run; returns report.md."""
+    names = read_names(names_path) if names_path else LibraryNames({}, None, {})
+    report = ws.library_dir / "report.md"
+    write_text(report, render_report(str(lib), str(ws.root), list(ordered), seconds, detector=detector,
+                                     gallery=list(names.gallery.values()), subtitles=names.subtitles))
+    sources = name_sources(names.gallery.values(), names.subtitles.character_names if names.subtitles else {})
+    html = ws.library_dir / "report.html"
+    write_text(html, render_html(str(lib), list(ordered), html, ws.library_dir / "characters", sources))
+    return report
+
+
+def write_summary(lib: Path, ws: Workspace, ordered: Sequence[VideoResult], seconds: float, report: Path,
+                  detect: DetectParams, why: str) -> RunSummary:
+    """The run summary, kept per run (runs/<time>.json) and as the last one (library/last_run.json)."""
+    now = datetime.now(timezone.utc)
+    summary = RunSummary(
+        library=str(lib), workspace=str(ws.root), finished_at=now.isoformat(timespec="seconds"),
+        seconds=round(seconds, 2), succeeded=[r.video for r in ordered if r.ok],
+        failed=[{"video": r.video, "error": r.error} for r in ordered if not r.ok], videos=list(ordered),
+        report=str(report), detector={"backend": detect.backend, "weights": detect.yolo_weights, "why": why})
+    write_json(ws.runs_dir / f"{now:%Y%m%dT%H%M%S}.json", summary)
+    write_json(ws.library_dir / LAST_RUN_JSON, summary)
+    return summary

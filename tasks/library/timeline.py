@@ -1,0 +1,154 @@
+"""Timeline: per-character spans of screen time and speech for one video.
+
+In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
+Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span), an RTTM
+and a WebVTT of speech labelled by character, a PNG plot, and tracks.json with its boxes in source-video
+pixels. Voices linked to no face: `offscreen_<speaker>`.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+
+from tasks.video.align import box_intervals, merge_intervals
+
+from tasks.core.formats import (
+    atomic_dir,
+    read_frames,
+    read_json,
+    write_characters,
+    write_rttm,
+    write_timeline_csv,
+    write_timeline_json,
+    write_tracks,
+    write_webvtt,
+)
+from tasks.video.demux import load_media_info
+from tasks.library.identities import LibraryNames, VideoStages, global_view, read_names
+from tasks.library.plots import plot_timeline
+from tasks.library.subtitles import apply_names
+from tasks.library.registry import load_registries
+from tasks.core.stage import always_task
+from tasks.core.records import Box, Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.core.workspace import Workspace
+
+TIMELINE_JSON = "timeline.json"
+TIMELINE_CSV = "timeline.csv"
+SPEECH_RTTM = "speech.rttm"
+CHARACTERS_JSON = "characters.json"
+TRACKS_JSON = "tracks.json"
+SPEAKERS_RTTM = "speakers.rttm"
+SPEECH_VTT = "speech.vtt"
+TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by character)
+
+
+def offscreen_label(speaker: str) -> str:
+    return f"offscreen_{speaker}"
+
+
+def speaker_labels(characters: Sequence[Character], links: Sequence[SpeakerLink]) -> dict[str, str]:
+    """speaker -> the label its speech is filed under (its character, or an off-screen voice)."""
+    by_id = {c.character_id: c for c in characters}
+    return {link.speaker: by_id[link.character_id].label if link.character_id in by_id
+            else offscreen_label(link.speaker) for link in links}
+
+
+def build_timeline(video: str, tracks: Sequence[Track], characters: Sequence[Character],
+                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float) -> list[TimelineSpan]:
+    """On-screen spans join sampled boxes less than 1.5 intervals apart (one missed frame is tolerated)."""
+    spans: list[TimelineSpan] = []
+    by_id = {t.track_id: t for t in tracks}
+    for c in characters:
+        per_track = {tid: box_intervals(by_id[tid], interval) for tid in c.track_ids}
+        for seg in merge_intervals([iv for ivs in per_track.values() for iv in ivs], gap=interval * 0.5):
+            # The source names the tracks seen in this span, so a row leads back to its boxes.
+            sources = [tid for tid, ivs in per_track.items() if any(a < seg.end and b > seg.start for a, b in ivs)]
+            spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
+                                      ",".join(map(str, sorted(sources)))))
+    label = speaker_labels(characters, links)
+    for t in turns:
+        spans.append(TimelineSpan(video, label.get(t.speaker, offscreen_label(t.speaker)), "speaking",
+                                  round(t.start, 3), round(t.end, 3), t.speaker))
+    return sorted(spans, key=lambda s: (s.start, s.character, s.kind))
+
+
+def character_turns(turns: Sequence[SpeechTurn], labels: dict[str, str]) -> list[SpeechTurn]:
+    return [SpeechTurn(t.start, t.end, labels.get(t.speaker, offscreen_label(t.speaker))) for t in turns]
+
+
+def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters: Sequence[Character],
+                   turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float,
+                   duration: float) -> list[TimelineSpan]:
+    spans = build_timeline(video, tracks, characters, turns, links, interval)
+    by_character = character_turns(turns, speaker_labels(characters, links))
+    write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links)
+    write_timeline_csv(folder / TIMELINE_CSV, spans)
+    write_rttm(folder / SPEECH_RTTM, Path(video).stem, by_character)
+    write_webvtt(folder / SPEECH_VTT, by_character)
+    plot_timeline(spans, duration, video, folder / TIMELINE_PNG)
+    return spans
+
+
+def sampled_size(frames_index: Path) -> tuple[int, int] | None:
+    """Width, height of the stored sampled frames, from the first one's header (None when none was
+    sampled): the pixels every box of the detect and track stages is measured in."""
+    frames = read_frames(frames_index)
+    if not frames:
+        return None
+    with Image.open(frames_index.parent / frames[0].file) as image:
+        return image.size
+
+
+def in_source_pixels(tracks: Sequence[Track], sampled: tuple[int, int] | None,
+                     source: tuple[int, int]) -> list[Track]:
+    """Tracks with their boxes moved from sampled-frame pixels (long side at most demux.max_side) to the
+    source video's: what a reader of tracks.json can draw on the video itself."""
+    if sampled is None:
+        return list(tracks)
+    sx, sy = source[0] / sampled[0], source[1] / sampled[1]
+
+    def scaled(b: Box) -> Box:
+        return replace(b, x1=round(b.x1 * sx, 2), y1=round(b.y1 * sy, 2), x2=round(b.x2 * sx, 2), y2=round(b.y2 * sy, 2))
+
+    return [replace(t, boxes=tuple(scaled(b) for b in t.boxes)) for t in tracks]
+
+
+def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frames_index: Path,
+                        source: tuple[int, int]) -> Path:
+    """tracks.json: the track stage's result (its shots too) with boxes in source pixels, saying so."""
+    meta = {k: v for k, v in read_json(cached).items() if k != "tracks"}
+    return write_tracks(path, in_source_pixels(tracks, sampled_size(frames_index), source), **meta,
+                        coordinates="source pixels", frame_size=list(source))
+
+
+def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
+                     extra: dict[str, Path]) -> dict[str, str]:
+    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
+    Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
+    view = global_view(stages, load_registries(ws), names)
+    characters, turns, links = view.characters, view.turns, view.links
+    if names.subtitles is not None:
+        characters, turns, links = apply_names(characters, turns, links, names.subtitles)
+    dest = ws.video_dir(stages.name)
+    with atomic_dir(dest) as tmp:
+        info = load_media_info(stages.probe, stages.video)
+        write_timeline(tmp, stages.name, view.tracks, characters, turns, links, stages.interval, info.duration)
+        write_source_tracks(tmp / TRACKS_JSON, stages.tracks, view.tracks, stages.frames, info.display_size)
+        write_characters(tmp / CHARACTERS_JSON, characters)
+        write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
+        for name, src in extra.items():
+            shutil.copy2(src, tmp / name)
+    return {"timeline_json": str(dest / TIMELINE_JSON), "timeline_csv": str(dest / TIMELINE_CSV),
+            "rttm": str(dest / SPEECH_RTTM), "speakers_rttm": str(dest / SPEAKERS_RTTM), "folder": str(dest)}
+
+
+@always_task("timeline")
+def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
+    """Rewritten on every run: it is cheap, and library ids or names may have changed."""
+    extra = {"media.json": Path(outputs["probe"])}
+    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
+                            extra)

@@ -1,0 +1,1 @@
+"""The per-video stages, in DAG order: demux -> detect -> track -> embed -> cluster, demux -> diarize, then align (pipeline.py declares them). A stage with backends is a package: its BACKENDS registry and one module per backend."""

@@ -1,0 +1,207 @@
+"""Face embeddings, one per track.
+
+In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, dim)
+float32 .npy, row i = track i. Backends: dlib's ResNet face descriptor (128-d, weights from
+face_recognition_models; the default), CLIP / ViT from a local Hugging Face model (tasks/video/embed/hf.py, unit vectors).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from tasks.core import formats
+from tasks.core.config import EmbedParams
+from tasks.video.detect import read_rgb
+from tasks.core.contact_sheet import crop_box
+from tasks.video.embed.pooling import pool, quality, witnesses
+from tasks.core.records import Box, Frame, Track
+from tasks.core.stage import Progress, ProgressBar, stage_task
+from tasks.core.workspace import model_folder
+
+DIM = 128
+
+
+class DlibFaceEmbedder:
+    """dlib 128-d descriptors, compared by Euclidean distance (dlib's own rule: under 0.6 = same person).
+
+    Each box is landmarked with the 5-point predictor and the descriptor is computed on the aligned face chip
+    dlib cuts from those landmarks, so detector boxes of any style (MTCNN, HOG, Haar) give comparable vectors.
+    """
+
+    name = "dlib-resnet"
+
+    def __init__(self, margin: float = 0.0, jitter: int = 0):
+        self.margin = float(margin)
+        self.jitter = int(jitter)
+        self._models = None
+
+    def _load(self):
+        if self._models is None:
+            import warnings
+
+            import dlib
+            with warnings.catch_warnings():
+                # face_recognition_models still imports pkg_resources, which only warns about itself.
+                warnings.simplefilter("ignore")
+                import face_recognition_models as frm
+
+            self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+                            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+        return self._models
+
+    def _rect(self, box: Sequence[float], width: int, height: int):
+        import dlib
+
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        # The landmark model was trained on dlib HOG boxes, which are looser than MTCNN's; a margin lets
+        # tight boxes include the whole jaw and brow line.
+        dx, dy = (x2 - x1) * self.margin / 2, (y2 - y1) * self.margin / 2
+        left, top = max(0, int(round(x1 - dx))), max(0, int(round(y1 - dy)))
+        right, bottom = min(width - 1, int(round(x2 + dx)) - 1), min(height - 1, int(round(y2 + dy)) - 1)
+        return dlib.rectangle(left, top, max(left, right), max(top, bottom))
+
+    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        if len(boxes_xyxy) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        import dlib
+
+        predictor, model = self._load()
+        image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+        height, width = image.shape[:2]
+        shapes = dlib.full_object_detections()
+        for box in boxes_xyxy:
+            shapes.append(predictor(image, self._rect(box, width, height)))
+        vectors = model.compute_face_descriptor(image, shapes, self.jitter)
+        return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
+
+
+def _hf(family: str) -> Callable[[EmbedParams], object]:
+    """clip/vit: torch and transformers are imported only when one is made."""
+    def make(params: EmbedParams):
+        from tasks.video.embed import hf
+
+        cls = getattr(hf, family)
+        return cls(params.model, size=params.size, margin=params.margin,
+                   grid=tuple(params.grid) if params.grid else None)
+    return make
+
+
+# EmbedParams.backend names one of these; tests/test_backends.py keeps the config's Literal equal to the keys.
+BACKENDS: dict[str, Callable[[EmbedParams], object]] = {
+    "dlib": lambda p: DlibFaceEmbedder(margin=p.margin, jitter=p.jitter),
+    "clip": _hf("ClipEmbedder"),
+    "vit": _hf("ViTEmbedder"),
+}
+
+
+def make_embedder(params: EmbedParams):
+    """The embedder EmbedParams names: an object with `name` and `embed(image_rgb, boxes_xyxy) -> (n, dim)`."""
+    return BACKENDS[params.backend](params)
+
+
+def model_files(params: EmbedParams) -> list[Path]:
+    """The Hugging Face model folder clip/vit read (dlib's weights ship in a pip package); ModelUnavailable when
+    it is neither on disk nor in the local cache."""
+    return [model_folder(params.model)] if params.backend != "dlib" and params.model else []
+
+
+# Below this many frames with faces per worker, starting worker processes costs more than they save.
+MIN_FRAMES_PER_WORKER = 100
+# Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
+FRAMES_PER_JOB = 32
+
+_worker_embedders: dict[tuple[float, int], DlibFaceEmbedder] = {}
+
+
+def _dlib_embed_frames(job: tuple[str, float, int, list[tuple[str, list[tuple[float, ...]]]]]) -> list[np.ndarray]:
+    """In a worker process: the descriptors of the boxes of a few frames, each JPEG decoded once."""
+    frames_dir, margin, jitter, frames = job
+    embedder = _worker_embedders.setdefault((margin, jitter), DlibFaceEmbedder(margin=margin, jitter=jitter))
+    return [embedder.embed(read_rgb(Path(frames_dir) / file), boxes) for file, boxes in frames]
+
+
+def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, str],
+                      by_frame: dict[int, list[tuple[int, Box]]], embedder, workers: int,
+                      need_image: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(frame index, its boxes' vectors, the frame when `need_image`) for each frame of `order`, in order.
+
+    dlib holds the GIL while it computes, so threads would not help: with `workers` > 1 (and enough
+    frames) the frames are spread over that many processes, each with its own models."""
+    if workers > 1 and not need_image and len(order) >= 2 * MIN_FRAMES_PER_WORKER:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [order[k:k + FRAMES_PER_JOB] for k in range(0, len(order), FRAMES_PER_JOB)]
+        jobs = [(str(frames_dir), embedder.margin, embedder.jitter,
+                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in chunk]) for chunk in chunks]
+        # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool_:
+            for chunk, vectors in zip(chunks, pool_.map(_dlib_embed_frames, jobs)):
+                for frame_index, vecs in zip(chunk, vectors):
+                    yield frame_index, vecs, None
+        return
+    for frame_index in order:
+        image = read_rgb(frames_dir / files[frame_index])
+        yield frame_index, embedder.embed(image, [b.xyxy for _, b in by_frame[frame_index]]), \
+            image if need_image else None
+
+
+def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
+                 progress: Progress = None, embedder=None, frames: Sequence[Frame] | None = None) -> np.ndarray:
+    """Row i = track i's vector, from `params.crops` of its boxes (tasks/video/embed/pooling.py witnesses). dlib:
+    plain mean of their descriptors (not re-normalised, so dlib's 0.6 rule still holds). Cosine embedders
+    (clip/vit): quality-weighted mean of unit vectors (tasks/video/embed/pooling.py).
+
+    `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
+    dlib runs in `params.workers` processes on long videos (an `embedder` given by the caller runs here).
+    """
+    frames_dir = Path(frames_dir)
+    workers = params.workers if embedder is None and params.backend == "dlib" else 1
+    embedder = embedder or make_embedder(params)
+    dim = getattr(embedder, "dim", DIM)
+    cosine = getattr(embedder, "metric", "euclidean") == "cosine"
+    if frames is None:
+        frames = formats.read_frames(frames_dir / "frames.json")
+    files = {f.index: f.file for f in frames}
+
+    # Group by frame so each JPEG is decoded once, however many faces it holds.
+    by_frame: dict[int, list[tuple[int, Box]]] = defaultdict(list)
+    for row, track in enumerate(tracks):
+        for i in witnesses(track.boxes, params.crops):
+            by_frame[track.boxes[i].frame].append((row, track.boxes[i]))
+    order = sorted(by_frame)
+    missing = [i for i in order if i not in files]
+    if missing:
+        raise KeyError(f"a track has a box on frame {missing[0]}, which is not in the frame index")
+
+    vectors: list[list[np.ndarray]] = [[] for _ in tracks]
+    qualities: list[list[float]] = [[] for _ in tracks]
+    for n, (frame_index, frame_vectors, image) in enumerate(
+            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, workers, need_image=cosine), 1):
+        for (row, box), vec in zip(by_frame[frame_index], frame_vectors):
+            vectors[row].append(vec)
+            # Quality needs the frame, which is only decoded here: measure it now, pool once all boxes are in.
+            qualities[row].append(quality(box, crop_box(image, box.xyxy)) if cosine else 1.0)
+        if progress is not None:
+            progress(n, len(order))
+    out = np.zeros((len(tracks), dim), dtype=np.float32)
+    for row, (vecs, qs) in enumerate(zip(vectors, qualities)):
+        if vecs:
+            out[row] = pool(np.stack(vecs), np.array(qs))[0] if cosine else np.mean(vecs, axis=0)
+    return out
+
+
+@stage_task("embed")
+def embed_task(frames_index: Path, tracks_path: Path, *, out: Path, params: EmbedParams) -> None:
+    frames_index = Path(frames_index)
+    frames_dir = frames_index.parent
+    bar = ProgressBar(f"embed {frames_dir.name}")
+    try:
+        matrix = embed_tracks(frames_dir, formats.read_tracks(tracks_path), params, progress=bar,
+                              frames=formats.read_frames(frames_index))
+    finally:
+        bar.close()
+    formats.write_npy(out, matrix)

@@ -1,0 +1,96 @@
+"""The per-video stages, each declared once: its name, the stages it reads, what it writes, and what its key covers.
+
+In: a video's content hash and the RunConfig. Out: each stage's StageKey, hence the path of its result,
+`cache/<stage>/<video-hash>/<key><suffix>`. A key hashes the keys of the stages the stage reads, its parameters,
+the source of its module and of every castline module that one imports (tasks/core/workspace.py code_fingerprint:
+backends imported inside functions included) and the file stats of the model files it names. flows/video.py
+runs each stage by its name here and hands it the results its declaration reads, so no stage runs without a
+key, and a backend or helper module is covered as soon as the stage imports it, without being listed.
+
+Model files hook: a stage whose weights are not pinned by a pip package names them with a function of its module,
+`model_files(params) -> list[Path]` (tasks/video/detect/__init__.py, tasks/video/embed/__init__.py, tasks/video/diarize/__init__.py), raising
+tasks.core.errors.ModelUnavailable when a model is not there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Collection, Sequence
+
+from tasks.video import detect, diarize, embed
+from tasks.core.config import RunConfig
+from tasks.video.demux import FRAMES_INDEX
+from tasks.core.workspace import StageKey, Workspace, code_fingerprint, model_identity, params_digest
+
+
+def _no_params(cfg: RunConfig) -> dict:
+    return {}
+
+
+def _no_models(cfg: RunConfig) -> list[Path]:
+    return []
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its folder under cache/
+    module: str  # computes it; the key covers this module and every castline module it imports
+    upstream: tuple[str, ...]  # the stages whose results it reads, in its task's argument order
+    suffix: str  # of its result; "" for a folder
+    params: Callable[[RunConfig], Any] = _no_params  # what in the configuration decides its result
+    model_files: Callable[[RunConfig], Sequence[Path]] = _no_models  # weights files or folders it reads
+    index: str | None = None  # for a folder result: the file inside it that readers are given
+
+    def key(self, video_id: str, cfg: RunConfig, upstream: Sequence[StageKey | None]) -> StageKey:
+        # A stage that reads nothing reads the video itself; a skipped upstream stage (no audio) hashes as None.
+        feeds = [k.key if k else None for k in upstream] if self.upstream else video_id
+        models = [model_identity(p) for p in self.model_files(cfg)]
+        return StageKey(self.name, video_id,
+                        params_digest(feeds, self.name, code_fingerprint(self.module), self.params(cfg), models))
+
+    def result(self, ws: Workspace, key: StageKey) -> Path:
+        path = ws.stage_path(key, self.suffix)
+        return path / self.index if self.index else path
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("probe", "tasks.video.demux", (), ".json"),
+    # sample_rate only shapes the audio stage
+    Stage("frames", "tasks.video.demux", ("probe",), "", lambda c: c.demux.model_dump(exclude={"sample_rate"}),
+          index=FRAMES_INDEX),
+    Stage("detect", "tasks.video.detect", ("frames",), ".json", lambda c: c.detect.model_dump(),
+          lambda c: detect.model_files(c.detect)),
+    Stage("track", "tasks.video.track", ("frames", "detect"), ".json", lambda c: c.track.model_dump()),
+    # workers changes how fast the vectors come, not what they are
+    Stage("embed", "tasks.video.embed", ("frames", "track"), ".npy", lambda c: c.embed.model_dump(exclude={"workers"}),
+          lambda c: embed.model_files(c.embed)),
+    Stage("cluster", "tasks.video.cluster", ("track", "embed"), ".json", lambda c: c.cluster.model_dump()),
+    Stage("audio", "tasks.video.demux", ("probe",), ".wav", lambda c: c.demux.sample_rate),
+    Stage("diarize", "tasks.video.diarize", ("audio",), ".json", lambda c: c.diarize.model_dump(),
+          lambda c: diarize.model_files(c.diarize)),
+    Stage("align", "tasks.video.align", ("diarize", "track", "cluster"), ".json"),
+)}
+
+
+class StageKeys:
+    """One video's stage keys, each computed the first time it is asked for, so a stage that never runs (the
+    audio stages of a video without audio) never looks for its model."""
+
+    def __init__(self, video_id: str, cfg: RunConfig):
+        self.video_id = video_id
+        self.cfg = cfg
+        self._skipped: set[str] = set()
+        self._keys: dict[str, StageKey] = {}
+
+    def skip(self, names: Collection[str]) -> None:
+        """Stages that will not run for this video (before any key reading them is used): the stages reading
+        them hash their absence."""
+        self._skipped.update(names)
+
+    def __getitem__(self, name: str) -> StageKey | None:
+        if name in self._skipped:
+            return None
+        if name not in self._keys:
+            stage = STAGES[name]
+            self._keys[name] = stage.key(self.video_id, self.cfg, [self[u] for u in stage.upstream])
+        return self._keys[name]
