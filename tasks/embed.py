@@ -155,6 +155,8 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     # Group by frame so each JPEG is decoded once, however many faces it holds.
     by_frame: dict[int, list[tuple[int, Box]]] = defaultdict(list)
     for row, track in enumerate(tracks):
+        if track.label != "face":
+            continue  # head and person tracks carry no face to describe; their rows stay zero
         for box in track.boxes:
             by_frame[box.frame].append((row, box))
     order = sorted(by_frame)
