@@ -263,14 +263,34 @@ def dataset(
     min_score: Optional[float] = field_option(DatasetParams, "min_score"),
     dedup_hamming: Optional[int] = field_option(DatasetParams, "dedup_hamming"),
     seed: Optional[int] = field_option(DatasetParams, "seed"),
+    classes: str = typer.Option("face", help="face: teacher-labelled faces; characters: one class per character "
+                                             "of the last `castline run` of LIBRARY (names where known)."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
+                                             help="With --classes characters: the run's workspace."),
+    min_examples: Optional[int] = typer.Option(None, show_default="10",
+                                               help="With --classes characters: fewest train boxes a class needs."),
+    box: Optional[str] = typer.Option(None, show_default="face",
+                                      help="With --classes characters: face boxes, or head (face+hair) boxes."),
 ) -> None:
     """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
-    (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video."""
+    (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video; with
+    `--classes characters`, one class per character of the last run instead."""
     _quiet_environment()
     from tasks.tools.dataset import DatasetError
 
+    if classes == "characters":
+        _character_dataset(library, out, workspace, {"min_examples": min_examples, "box": box,
+                                                     "dedup_hamming": dedup_hamming, "seed": seed})
+        return
+    kinds = [k.strip() for k in classes.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("face", "head", "person")]
+    if unknown or "face" not in kinds:
+        _fail(f"--classes: unknown class {unknown[0]!r} (expected characters, or a list of face, head, person)"
+              if unknown else f"--classes must include face (the teacher's class), got {classes!r}", 2)
+
     params = _params_or_exit(DatasetParams, {"teacher": teacher, "fps": fps, "max_side": max_side,
-                                             "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed})
+                                             "min_score": min_score, "dedup_hamming": dedup_hamming, "seed": seed,
+                                             "kinds": list(dict.fromkeys(kinds))})
     if not library.is_dir():
         _fail(f"library folder not found: {library}", 2)
     from flows.detector_flows import dataset_flow
@@ -283,6 +303,30 @@ def dataset(
                f"{summary['duplicates_dropped']} near-duplicate frames dropped")
     for name, reason in summary["skipped"].items():
         typer.echo(f"SKIPPED {name}: {reason}")
+
+
+def _character_dataset(library: Path, out: Path, workspace: Optional[Path], options: dict) -> None:
+    from tasks.tools.character_dataset import CharacterDatasetParams
+    from tasks.tools.dataset import DatasetError
+
+    params = _params_or_exit(CharacterDatasetParams, options)
+    if not library.is_dir():
+        _fail(f"library folder not found: {library}", 2)
+    from flows.detector_flows import character_dataset_flow
+    from flows.library import default_workspace
+
+    ws = workspace or default_workspace(library.resolve())
+    try:
+        summary = character_dataset_flow(str(ws), str(out), params.model_dump())
+    except DatasetError as e:
+        _fail(str(e), 1)
+    typer.echo(f"characters dataset {out}: {len(summary['names'])} classes, images {summary['images']}, "
+               f"boxes {summary['boxes']}, {summary['frames_left_out']} frames left out (minimum-examples rule)")
+    width = max(len(str(r["name"])) for r in summary["class_balance"])
+    typer.echo(f"{'class':>5}  {'name':<{width}}  {'train':>5} {'val':>5} {'test':>5}  videos  kept")
+    for r in summary["class_balance"]:
+        typer.echo(f"{r['class']!s:>5}  {r['name']:<{width}}  {r['train']:>5} {r['val']:>5} {r['test']:>5}  "
+                   f"{r['videos']:>6}  {r['kept']}")
 
 
 @app.command("train-detector")

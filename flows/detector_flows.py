@@ -55,3 +55,15 @@ def train_detector_flow(dataset: str, workspace: str, params: TrainParams = Trai
     entry = train_detector(dataset, workspace, params, progress=hook, log=logger.info)
     logger.info("registered %s: %s", entry["id"], entry["weights"])
     return to_jsonable(entry)
+
+
+@flow(name="castline-character-dataset", validate_parameters=True)
+def character_dataset_flow(workspace: str, out: str, params: dict | None = None) -> dict:
+    """A YOLO dataset at OUT whose classes are the characters of WORKSPACE's last run (tasks/tools/character_dataset.py)."""
+    from tasks.tools.character_dataset import CharacterDatasetParams, build_character_dataset
+
+    logger = get_run_logger()
+    summary = build_character_dataset(workspace, Path(out), CharacterDatasetParams(**(params or {})))
+    logger.info("characters dataset %s: %d classes, %s images, %s boxes", out, len(summary["names"]),
+                summary["images"], summary["boxes"])
+    return to_jsonable(summary)

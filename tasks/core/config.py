@@ -48,6 +48,20 @@ class DetectParams(_Params):
     yolo_imgsz: int = Field(320, ge=32, le=1280, description="YOLO inference image size")
     auto_fallback: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
         "mtcnn", description="detector that backend auto uses when no trained detector passes the gate")
+    kinds: list[Literal["face", "head", "person"]] = Field(
+        ["face"], description="box kinds detected: face (always; the only kind with identity), person (OpenCV HOG "
+                              "people detector, ~200 ms a frame: opt-in), head (from each face box, and from the top "
+                              "of a person box holding no face); head and person tracks keep their character on "
+                              "screen while the face is hidden (tasks/video/body_link.py)")
+    person_max_side: int = Field(640, ge=128, description="long side of the frame the HOG person detector sees "
+                                                          "(its cost and its smallest person: 128 px of that frame)")
+    person_min_score: float = Field(0.5, description="HOG SVM margin kept for a person box")
+
+    @model_validator(mode="after")
+    def _face_first(self) -> "DetectParams":
+        if "face" not in self.kinds:
+            raise ValueError(f"detect.kinds must include face (identity comes from faces), got {self.kinds}")
+        return self
 
 
 class TrackParams(_Params):

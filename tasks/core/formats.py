@@ -187,7 +187,7 @@ def write_tracks(path: str | Path, tracks: Sequence[Track], **meta: Any) -> Path
 
 def read_tracks(path: str | Path) -> list[Track]:
     return [
-        Track(track_id=t["track_id"], label=t["label"], boxes=tuple(Box(**b) for b in t["boxes"]))
+        Track(track_id=t["track_id"], label=t.get("label", "face"), boxes=tuple(Box(**b) for b in t["boxes"]))
         for t in read_json(path)["tracks"]
     ]
 
@@ -289,7 +289,8 @@ def read_timeline_csv(path: str | Path) -> list[TimelineSpan]:
     with open(path, newline="", encoding="utf-8") as fh:
         return [
             TimelineSpan(video=r["video"], character=r["character"], kind=r["kind"],
-                         start=float(r["start"]), end=float(r["end"]), source=r["source"])
+                         start=float(r["start"]), end=float(r["end"]), source=r["source"],
+                         box_kind=r.get("box_kind") or "")
             for r in csv.DictReader(fh)
         ]
 
@@ -299,7 +300,7 @@ def write_timeline_json(path: str | Path, video: str, spans: Sequence[TimelineSp
     """Per-character view: each character with its on-screen and speaking spans and its voices."""
     def entry(character_id: str, name: str | None) -> dict[str, Any]:
         return {"character_id": character_id, "name": name, "speakers": [], "on_screen": [],
-                "speaking": [], "screen_seconds": 0.0, "speech_seconds": 0.0}
+                "speaking": [], "screen_seconds": 0.0, "speech_seconds": 0.0, "screen_seconds_by_kind": {}}
 
     by_char = {c.label: entry(c.character_id, c.name) for c in characters}
     label_of = {c.character_id: c.label for c in characters}
@@ -312,6 +313,9 @@ def write_timeline_json(path: str | Path, video: str, spans: Sequence[TimelineSp
             e["speakers"].append(s.source)
         e[s.kind].append([s.start, s.end])
         e["screen_seconds" if s.kind == "on_screen" else "speech_seconds"] += s.end - s.start
+        if s.kind == "on_screen":
+            by_kind = e.setdefault("screen_seconds_by_kind", {})
+            by_kind[s.box_kind or "face"] = by_kind.get(s.box_kind or "face", 0.0) + s.end - s.start
     return write_json(path, {"video": video, "characters": by_char, "speaker_links": links})
 
 

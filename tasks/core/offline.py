@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / ".castline-config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / ".castline-config"  # the repository root's
 
 SETTINGS = {
     "YOLO_OFFLINE": "1",

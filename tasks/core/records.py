@@ -73,6 +73,12 @@ class Frame:
     file: str  # relative to the frame store's folder
 
 
+# Box kinds: a face (what the face detectors find, and what is embedded and clustered), a head (the face+hair
+# region, also seen from behind) and a person (the whole body). Only faces carry identity; head and person tracks
+# are linked to the face tracks they contain (tasks/video/body_link.py).
+KINDS = ("face", "head", "person")
+
+
 @dataclass(frozen=True)
 class Box:
     """One detection on one sampled frame, in pixels of that frame (x1, y1, x2, y2)."""
@@ -84,7 +90,11 @@ class Box:
     x2: float
     y2: float
     score: float
-    label: str = "face"
+    label: str = "face"  # the box kind, one of KINDS (records written before kinds existed load as faces)
+
+    @property
+    def kind(self) -> str:
+        return self.label
 
     @property
     def xyxy(self) -> tuple[float, float, float, float]:
@@ -110,7 +120,11 @@ class Track:
 
     track_id: int
     boxes: tuple[Box, ...]
-    label: str = "face"
+    label: str = "face"  # the kind of all its boxes (tracking links boxes of one kind only)
+
+    @property
+    def kind(self) -> str:
+        return self.label
 
     @property
     def start(self) -> float:
@@ -204,6 +218,7 @@ class TimelineSpan:
     start: float
     end: float
     source: str = ""  # track id or speaker label the span came from
+    box_kind: str = ""  # on_screen spans: the box kind that shows the character then (face, else head, else person)
 
 
 @dataclass

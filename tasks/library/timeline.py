@@ -15,6 +15,7 @@ from typing import Sequence
 from PIL import Image
 
 from tasks.video.align import box_intervals, merge_intervals
+from tasks.video.body_link import KIND_ORDER, linked_tracks, subtract
 
 from tasks.core.formats import (
     atomic_dir,
@@ -33,7 +34,7 @@ from tasks.library.plots import plot_timeline
 from tasks.library.subtitles import apply_names
 from tasks.library.registry import load_registries
 from tasks.core.stage import always_task
-from tasks.core.records import Box, Character, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.core.records import Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineSpan, Track
 from tasks.core.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -62,13 +63,22 @@ def build_timeline(video: str, tracks: Sequence[Track], characters: Sequence[Cha
     """On-screen spans join sampled boxes less than 1.5 intervals apart (one missed frame is tolerated)."""
     spans: list[TimelineSpan] = []
     by_id = {t.track_id: t for t in tracks}
+    linked = linked_tracks(tracks, characters)  # head and person tracks (tasks/video/body_link.py)
     for c in characters:
-        per_track = {tid: box_intervals(by_id[tid], interval) for tid in c.track_ids}
-        for seg in merge_intervals([iv for ivs in per_track.values() for iv in ivs], gap=interval * 0.5):
-            # The source names the tracks seen in this span, so a row leads back to its boxes.
-            sources = [tid for tid, ivs in per_track.items() if any(a < seg.end and b > seg.start for a, b in ivs)]
-            spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
-                                      ",".join(map(str, sorted(sources)))))
+        covered: list[Segment] = []
+        # Face time first, then the head and person time when no face of the character shows (box_kind says which).
+        for kind in KIND_ORDER:
+            per_track = {tid: box_intervals(by_id[tid], interval)
+                         for tid in (*c.track_ids, *linked.get(c.character_id, ())) if by_id[tid].label == kind}
+            merged = merge_intervals([iv for ivs in per_track.values() for iv in ivs], gap=interval * 0.5)
+            for seg in subtract(merged, covered):
+                if round(seg.end, 3) <= round(seg.start, 3):
+                    continue
+                # The source names the tracks seen in this span, so a row leads back to its boxes.
+                sources = [tid for tid, ivs in per_track.items() if any(a < seg.end and b > seg.start for a, b in ivs)]
+                spans.append(TimelineSpan(video, c.label, "on_screen", round(seg.start, 3), round(seg.end, 3),
+                                          ",".join(map(str, sorted(sources))), box_kind=kind))
+            covered = merge_intervals([(s.start, s.end) for s in [*covered, *merged]])
     label = speaker_labels(characters, links)
     for t in turns:
         spans.append(TimelineSpan(video, label.get(t.speaker, offscreen_label(t.speaker)), "speaking",

@@ -207,11 +207,17 @@ def _coco(rows: list[dict], split: str) -> dict:
     for image_id, row in enumerate((r for r in rows if r["split"] == split), 1):
         images.append({"id": image_id, "file_name": row["image"], "width": row["width"], "height": row["height"]})
         for b in row["boxes"]:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": class_names(rows).index(b.label) + 1,
                                 "bbox": [round(b.x1, 2), round(b.y1, 2), round(b.x2 - b.x1, 2), round(b.y2 - b.y1, 2)],
                                 "area": round(b.area, 2), "iscrowd": 0, "score": round(b.score, 4)})
     return {"images": images, "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in CLASS_NAMES.items()]}
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names(rows))]}
+
+
+def class_names(rows: list[dict]) -> list[str]:
+    """The dataset's class names in id order (its kinds; a face dataset before kinds existed: face)."""
+    return rows[0].get("kinds", list(CLASS_NAMES.values())) if rows else list(CLASS_NAMES.values())
 
 
 def contact_sheet(root: Path, rows: list[dict], count: int, tile_w: int = 240) -> np.ndarray:
@@ -261,7 +267,8 @@ def build_dataset(library_videos: list[Path], out_dir: Path, params: DatasetPara
     params (tests pass a fast one). Returns the summary also written to dataset.json."""
     out_dir = Path(out_dir)
     names = unique_video_names(library_videos)
-    detect_params = DetectParams(backend=params.teacher, min_face=params.min_face, min_score=params.min_score)
+    detect_params = DetectParams(backend=params.teacher, min_face=params.min_face, min_score=params.min_score,
+                                 kinds=params.kinds)
     detector = detector or make_detector(detect_params)
     detector.detect(np.zeros((64, 64, 3), np.uint8))  # loads the model, so teacher_ms_per_frame is detection only
     labelled: list[_Labelled] = []
@@ -283,13 +290,14 @@ def build_dataset(library_videos: list[Path], out_dir: Path, params: DatasetPara
         split_of = split_videos([item.video for item in labelled], params.val_fraction, params.test_fraction,
                                 params.seed)
         with atomic_dir(out_dir) as tmp:
-            rows = _write_layout(tmp, labelled, split_of, detector.name)
+            rows = _write_layout(tmp, labelled, split_of, detector.name, params.kinds)
             summary = _write_metadata(tmp, out_dir, rows, split_of, params, detector.name, sampled,
                                       teacher_seconds, skipped)
     return summary
 
 
-def _write_layout(tmp: Path, labelled: list[_Labelled], split_of: dict[str, str], teacher: str) -> list[dict]:
+def _write_layout(tmp: Path, labelled: list[_Labelled], split_of: dict[str, str], teacher: str,
+                  kinds: Sequence[str] = ("face",)) -> list[dict]:
     for split in SPLITS:
         (tmp / "images" / split).mkdir(parents=True)
         (tmp / "labels" / split).mkdir(parents=True)
@@ -303,9 +311,9 @@ def _write_layout(tmp: Path, labelled: list[_Labelled], split_of: dict[str, str]
             shutil.copyfile(item.frames_dir / frame.file, tmp / image)
             boxes = item.boxes.get(frame.index, [])
             (tmp / "labels" / split / f"{stem}.txt").write_text(
-                "".join(yolo_line(b, width, height) + "\n" for b in boxes), encoding="utf-8")
+                "".join(yolo_line(b, width, height, kinds.index(b.label)) + "\n" for b in boxes), encoding="utf-8")
             rows.append({"image": image.as_posix(), "split": split, "video": item.video, "t": frame.t,
-                         "detector": teacher, "boxes": boxes, "width": width, "height": height})
+                         "detector": teacher, "boxes": boxes, "width": width, "height": height, "kinds": list(kinds)})
     return rows
 
 
@@ -313,7 +321,7 @@ def _write_metadata(tmp: Path, out_dir: Path, rows: list[dict], split_of: dict[s
                     teacher: str, sampled: int, teacher_seconds: float, skipped: dict[str, str]) -> dict:
     has = {s: any(r["split"] == s for r in rows) for s in SPLITS}
     spec = {"path": str(out_dir.resolve()), "train": "images/train", "val": "images/val",
-            **({"test": "images/test"} if has["test"] else {}), "names": CLASS_NAMES}
+            **({"test": "images/test"} if has["test"] else {}), "names": dict(enumerate(params.kinds))}
     (tmp / DATA_YAML).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
     write_csv(tmp / MANIFEST, ["image", "split", "video", "timestamp", "detector", "n_boxes", "scores"],

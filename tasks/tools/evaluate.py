@@ -55,6 +55,8 @@ def label_boxes(tracks: Sequence[Track], characters: Sequence[Character], truth:
     out: list[tuple[str, str | None]] = []
     unclustered = 0
     for track in tracks:
+        if track.label != "face":
+            continue  # ground truth marks faces; head and person boxes are not scored as clusters
         cid = char_of.get(track.track_id)
         if cid is None:
             unclustered += len(track.boxes)

@@ -35,6 +35,9 @@ class DatasetParams(BaseModel):
     seed: int = Field(0, description="seed of the video-to-split assignment")
     coco: bool = Field(True, description="also write COCO JSON annotations per split")
     contact_sheet: int = Field(24, ge=0, description="images drawn with their boxes on contact_sheet.png (0: none)")
+    kinds: list[Literal["face", "head", "person"]] = Field(
+        ["face"], description="classes labelled, in class-id order: face (the teacher), head and person "
+                              "(tasks/video/detect/head_boxes.py, HOG people detector); face must be one")
 
 
 class TrainParams(BaseModel):

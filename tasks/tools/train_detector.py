@@ -86,11 +86,12 @@ def measure_train_ms_per_image(model, imgsz: int, batch: int) -> float:
 
 
 def _held_out(dataset_dir: Path, split: str) -> list[tuple[Path, list[XYXY]]]:
-    """Held-out images with their teacher boxes in pixels."""
+    """Held-out images with their teacher boxes in pixels (every class: recall vs teacher ignores the class)."""
     out = []
+    n_classes = len(check_dataset(dataset_dir)["names"])
     for image in list_images(dataset_dir / "images" / split):
         label = label_path(image)
-        rows = read_label_file(label, 1) if label.exists() else []
+        rows = read_label_file(label, n_classes) if label.exists() else []
         h, w = read_rgb(image).shape[:2]
         out.append((image, [((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h)
                             for _, xc, yc, bw, bh in rows]))
@@ -123,12 +124,12 @@ def _scored_matches(items: list[tuple[Path, list[XYXY]]], predictions: list[list
 
 
 def calibrate_conf(dataset_dir: Path, split: str, weights: Path, imgsz: int, min_face: int, min_iou: float,
-                   default: float = 0.25) -> float:
+                   default: float = 0.25, class_map: dict[str, str] | None = None) -> float:
     """The YOLO confidence threshold with the best F1 against the teacher's boxes on `split` (ties: the higher
     threshold); `default` when no box matches. Short training leaves confidences low, so a fixed 0.25 can hide
     boxes that are in the right place."""
     items = _held_out(dataset_dir, split)
-    yolo = YoloDetector(weights, imgsz=imgsz, conf=CONF_FLOOR)
+    yolo = YoloDetector(weights, imgsz=imgsz, conf=CONF_FLOOR, class_map=class_map)
     scored, n_truth = _scored_matches(items, [yolo.detect(read_rgb(p)) for p, _ in items], min_face, min_iou)
     best, best_f1, tp = default, 0.0, 0
     for n, (score, matched) in enumerate(sorted(scored, key=lambda s: -s[0]), 1):
@@ -160,6 +161,20 @@ def compare_with_teacher(dataset_dir: Path, split: str, yolo: YoloDetector, teac
         "teacher_ms_per_frame": teacher_ms,
         "speedup": teacher_ms / yolo_ms if teacher_ms else None,
     }
+
+
+def per_class_map50(scores, names: dict) -> dict[str, float | None]:
+    """Class name -> mAP50 on the evaluated split; None for a class with no box there (ultralytics leaves it out)."""
+    present = [int(i) for i in getattr(scores.box, "ap_class_index", [])]
+    ap50 = list(getattr(scores.box, "ap50", []))
+    by_index = dict(zip(present, (float(v) for v in ap50)))
+    return {str(n): by_index.get(int(i)) for i, n in names.items()}
+
+
+def _dataset_classes(dataset_dir: Path) -> str:
+    """What the dataset's classes are: `face` (teacher-labelled kinds) or `characters` (tasks/tools/character_dataset.py)."""
+    summary_path = dataset_dir / SUMMARY
+    return read_json(summary_path).get("classes", "face") if summary_path.exists() else "face"
 
 
 def _teacher(dataset_dir: Path) -> tuple[FaceDetector | None, str | None, int]:
@@ -232,10 +247,18 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
             data=str(data_yaml), split=split, imgsz=params.imgsz, batch=params.batch, workers=0, device=device.name(),
             plots=False, verbose=False, project=str(project / run_id), name="val", exist_ok=True)
     teacher, teacher_name, min_face = _teacher(dataset_dir)
-    conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou)
-    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf)
+    classes = _dataset_classes(dataset_dir)
+    # A characters dataset's classes are all faces (each one person's): recall is measured on faces of any class.
+    class_map = {str(n): "face" for n in info["names"].values()} if classes != "face" else None
+    conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou,
+                                         class_map=class_map)
+    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf, class_map=class_map)
     comparison = compare_with_teacher(dataset_dir, split, yolo, teacher, min_face, params.match_iou)
-    metrics = {"map50": float(scores.box.map50), "map50_95": float(scores.box.map), **comparison}
+    metrics = {"map50": float(scores.box.map50), "map50_95": float(scores.box.map), **comparison,
+               "per_class_map50": per_class_map50(scores, info["names"])}
+    if len(info["names"]) > 1:
+        log("per-class mAP50 on held-out " + split + ": " + ", ".join(
+            f"{n} {v:.3f}" if v is not None else f"{n} (not in {split})" for n, v in metrics["per_class_map50"].items()))
     log(f"held-out {split} ({comparison['held_out_frames']} frames): mAP50 {metrics['map50']:.3f}  "
         f"mAP50-95 {metrics['map50_95']:.3f}  recall {metrics['recall_vs_teacher']:.3f}  "
         f"precision {metrics['precision_vs_teacher']:.3f} vs {teacher_name} at conf {conf:g}")
@@ -245,6 +268,8 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
         "dataset": str(dataset_dir),
         "base": base,
         "teacher": teacher_name,
+        "classes": classes,
+        "names": {int(k): str(v) for k, v in info["names"].items()},
         "imgsz": params.imgsz,
         "conf": conf,
         "conf_source": "fixed" if params.conf else "best F1 on val",

@@ -48,7 +48,11 @@ def box_intervals(track: Track, interval: float) -> list[tuple[float, float]]:
 def visible_spans(tracks: Sequence[Track], characters: Sequence[Character], interval: float) -> dict[str, list[Segment]]:
     """character_id -> when it is on screen (the union of its tracks' box intervals)."""
     by_id = {t.track_id: t for t in tracks}
-    return {c.character_id: merge_intervals([iv for tid in c.track_ids for iv in box_intervals(by_id[tid], interval)])
+    from tasks.video.body_link import linked_tracks  # head and person tracks keep a character on screen
+
+    linked = linked_tracks(tracks, characters)
+    return {c.character_id: merge_intervals([iv for tid in (*c.track_ids, *linked.get(c.character_id, ()))
+                                             for iv in box_intervals(by_id[tid], interval)])
             for c in characters}
 
 

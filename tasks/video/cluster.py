@@ -72,6 +72,9 @@ def cluster_tracks(tracks: Sequence[Track], embeddings: np.ndarray, params: Clus
     embeddings = np.asarray(embeddings)
     if embeddings.shape[0] != len(tracks):
         raise ValueError(f"{len(tracks)} tracks but {embeddings.shape[0]} embedding rows")
+    # Only faces carry identity: head and person tracks join characters later (tasks/video/body_link.py).
+    faces = [i for i, t in enumerate(tracks) if t.label == "face"]
+    tracks, embeddings = [tracks[i] for i in faces], embeddings[faces]
     labels = cluster_labels(embeddings, params.threshold, cannot_link_pairs(tracks))
     members: dict[int, list[Track]] = {}
     for track, label in zip(tracks, labels):

@@ -192,8 +192,10 @@ def track_faces(boxes: Sequence[Box], frames: Sequence[Frame], shots: Sequence[i
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else math.inf
         shot_frames = [f for f in frames if start <= f.index < end]
-        if any(by_frame.get(f.index) for f in shot_frames):
-            groups.extend(_track_shot(shot_frames, by_frame, params, fps))
+        # Each kind is tracked on its own: a face box never continues a person track.
+        for kind in sorted({b.label for f in shot_frames for b in by_frame.get(f.index, [])}):
+            of_kind = {i: [b for b in bs if b.label == kind] for i, bs in by_frame.items()}
+            groups.extend(_track_shot(shot_frames, of_kind, params, fps))
 
     if frames_dir is not None:
         groups = split_on_appearance(groups, frames_dir, frames, params.appearance_threshold)

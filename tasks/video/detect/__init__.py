@@ -226,15 +226,28 @@ def detect_faces(frames_dir: Path, frames: Sequence[Frame], params: DetectParams
                  progress: Progress = None, detector: FaceDetector | None = None) -> list[Box]:
     detector = detector or make_detector(params)
     boxes: list[Box] = []
+    kinds = getattr(params, "kinds", ["face"])
+    person_detector = None
+    if kinds != ["face"]:  # head and person boxes: tasks/video/detect/head_boxes.py, tasks/video/detect/person.py
+        from tasks.video.detect import head_boxes
+        from tasks.video.detect.person import HOGPersonDetector
+
+        if head_boxes.needs_persons(kinds):
+            person_detector = HOGPersonDetector(max_side=params.person_max_side, min_score=params.person_min_score)
     for n, frame in enumerate(frames, 1):
         image = read_rgb(Path(frames_dir) / frame.file)
         height, width = image.shape[:2]
         # No face of the smallest kept size fits in a tinier frame (and MTCNN's image pyramid would be empty).
         found = detector.detect(image) if min(height, width) >= params.min_face else []
+        faces = []
         for x1, y1, x2, y2, score in clean_detections(found, width, height,
                                                        params.min_face, params.min_score):
-            boxes.append(Box(frame=frame.index, t=frame.t, x1=x1, y1=y1, x2=x2, y2=y2,
+            faces.append(Box(frame=frame.index, t=frame.t, x1=x1, y1=y1, x2=x2, y2=y2,
                              score=score, label="face"))
+        boxes.extend(faces)
+        if kinds != ["face"]:
+            persons = head_boxes.person_boxes(person_detector, image, frame.index, frame.t) if person_detector else []
+            boxes.extend(head_boxes.body_boxes(faces, persons, kinds, width, height))
         if progress is not None:
             progress(n, len(frames))
     return boxes

@@ -55,6 +55,10 @@ class YoloDetector:
                                     f"{self.weights.name}") from None
         mapping = {k.lower(): v for k, v in {**CLASS_LABELS, **(class_map or {})}.items()}
         self.labels = {int(i): mapping[str(n).lower()] for i, n in names.items() if str(n).lower() in mapping}
+        if any(str(n).lower() in ("face", "faces", "human face") for n in names.values()):
+            # A model with both classes (a castline face,head,person dataset): its head is not a face.
+            self.labels = {i: "head" if str(names[i]).lower() == "head" and not (class_map or {}).get(str(names[i]))
+                           else label for i, label in self.labels.items()}
         self.face_classes = sorted(i for i, label in self.labels.items() if label == "face")
         if not self.face_classes:
             shown = ", ".join(f"{i}:{n}" for i, n in list(names.items())[:8]) + (" ..." if len(names) > 8 else "")
@@ -128,7 +132,8 @@ def best_registered(workspace_root: str | Path, gate: QualityGate | None = None)
     """The newest registered detector that passes `gate` (defaults: recall >= 0.8, mAP50 >= 0.5) and whose
     weights still exist; None when there is none."""
     gate = gate or QualityGate()
+    # A detector trained on a characters dataset names people, not the face class `auto` detects with.
     passing = [(e.get("created", ""), order, e) for order, e in enumerate(load_detectors(workspace_root))
-               if gate.passes(e) and Path(e["weights"]).is_file()]
+               if gate.passes(e) and Path(e["weights"]).is_file() and e.get("classes", "face") == "face"]
     # Registry order breaks ties between entries created in the same second.
     return max(passing, key=lambda p: p[:2])[2] if passing else None

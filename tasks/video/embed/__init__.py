@@ -170,6 +170,8 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     # Group by frame so each JPEG is decoded once, however many faces it holds.
     by_frame: dict[int, list[tuple[int, Box]]] = defaultdict(list)
     for row, track in enumerate(tracks):
+        if track.label != "face":
+            continue  # head and person tracks carry no face to describe; their rows stay zero
         for i in witnesses(track.boxes, params.crops):
             by_frame[track.boxes[i].frame].append((row, track.boxes[i]))
     order = sorted(by_frame)
