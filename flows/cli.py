@@ -52,7 +52,7 @@ def _use_device_or_exit(setting: str | None) -> None:
     from tasks.core.errors import ModelUnavailable
 
     try:
-        device.use(setting or DEFAULTS.device)
+        device.use(setting or RunConfig.model_fields["device"].default)
         device.torch_device()
     except (ValueError, ModelUnavailable) as e:  # not one of auto | cpu | cuda; cuda on a machine without one
         _fail(str(e), 2)
