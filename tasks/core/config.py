@@ -90,8 +90,9 @@ class EmbedParams(_Params):
     # leaves the montage clustering as it was (WCP 1.00, 6 of 6 characters).
     margin: float = Field(0.2, ge=0, le=1, description="extra context around a face box before embedding")
     jitter: int = Field(0, ge=0, le=10, description="dlib jitters per face (slower, slightly more robust)")
-    # Measured on the sample library (README, "Embedding a few crops per track"): WCP, NMI and gallery names
-    # are the same from 2 crops per track up as from every box.
+    # Measured on the sample library (dlib, montage gallery): with 2 or 4 boxes per track as with every box,
+    # WCP and NMI 1.00, 6 of 6 characters, the same gallery names, gallery distances within 0.005; 4 embeds
+    # 79 % of the sample's boxes, 2 embeds 61 % (its tracks are short: most have 1-3 boxes).
     crops: int = Field(4, ge=0, le=1000, description="boxes embedded per track, spread over its time, the largest "
                                                       "and most confident of each stretch (0: every box)")
     workers: int = Field(2, ge=1, le=64, description="dlib: processes that embed a long video's faces at once "

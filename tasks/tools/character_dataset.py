@@ -25,7 +25,7 @@ from typing import Literal
 
 import cv2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from tasks.core.contact_sheet import character_sheet, crop_box
 from tasks.tools.dataset import (CONTACT_SHEET, DATA_YAML, MANIFEST, SPLITS, SUMMARY, DatasetError, contact_sheet,
@@ -34,6 +34,7 @@ from tasks.video.detect import read_rgb
 from tasks.core.formats import atomic_dir, read_frames, read_json, sanitize_label, to_jsonable, write_csv
 from tasks.video.detect.head_boxes import head_from_face
 from tasks.core.records import Box
+from tasks.tools.params import DatasetLayout
 from tasks.core.workspace import Workspace
 
 CLASS_BALANCE = "class_balance.csv"
@@ -42,20 +43,11 @@ LAST_RUN = "last_run.json"
 CLASSES = "characters"  # dataset.json "classes": what its class ids mean
 
 
-class CharacterDatasetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CharacterDatasetParams(DatasetLayout):
     box: Literal["face", "head"] = Field("face", description="box drawn per character: its face box, or the "
                                                              "face+hair region by tasks/video/detect/head_boxes.py's rule")
     min_examples: int = Field(10, ge=1, description="a character with fewer train boxes is not a class, and the "
                                                     "frames showing it are left out")
-    dedup_hamming: int | None = Field(6, ge=0, le=64, description="near-duplicate frames of one video dropped "
-                                                                  "(dHash bits; None keeps every frame)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="share of videos held out for validation (at least one)")
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="share of videos held out for testing (when 3+ videos)")
-    seed: int = Field(0, description="seed of the video-to-split assignment")
-    coco: bool = Field(True, description="also write COCO JSON annotations per split")
-    contact_sheet: int = Field(24, ge=0, description="images drawn with their boxes on contact_sheet.png (0: none)")
     sheet_crops: int = Field(24, ge=1, description="crops per class on contact_sheets/<class>.png")
 
 

@@ -17,16 +17,11 @@ DEFAULT_OUT_DIM = 3072
 AudioBackend = Literal["whisper", "ast"]
 
 
-class DatasetParams(BaseModel):
+class DatasetLayout(BaseModel):
+    """What every dataset castline writes shares: near-duplicate frames dropped, whole videos per split, the
+    files beside the ultralytics layout."""
     model_config = ConfigDict(extra="forbid")
 
-    fps: float = Field(1.0, gt=0, description="frames sampled per second of video")
-    max_side: int = Field(640, ge=64, description="sampled frames are downscaled so their long side is at most this")
-    jpeg_quality: int = Field(92, ge=50, le=100, description="quality of the stored frames")
-    teacher: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
-        "mtcnn", description="bootstrap face detector that labels frames (mtcnn+dlib: both, agreement raises the score)")
-    min_face: int = Field(20, ge=8, description="smallest face side labelled, in pixels of the sampled frame")
-    min_score: float = Field(0.9, ge=0, le=1, description="teacher boxes below this confidence are dropped")
     dedup_hamming: int | None = Field(
         6, ge=0, le=64, description="frames whose 64-bit dHash is within this many bits of a kept frame of the same "
                                     "video are dropped (None keeps every frame)")
@@ -35,6 +30,17 @@ class DatasetParams(BaseModel):
     seed: int = Field(0, description="seed of the video-to-split assignment")
     coco: bool = Field(True, description="also write COCO JSON annotations per split")
     contact_sheet: int = Field(24, ge=0, description="images drawn with their boxes on contact_sheet.png (0: none)")
+
+
+class DatasetParams(DatasetLayout):
+
+    fps: float = Field(1.0, gt=0, description="frames sampled per second of video")
+    max_side: int = Field(640, ge=64, description="sampled frames are downscaled so their long side is at most this")
+    jpeg_quality: int = Field(92, ge=50, le=100, description="quality of the stored frames")
+    teacher: Literal["mtcnn", "dlib-hog", "haar", "mtcnn+dlib"] = Field(
+        "mtcnn", description="bootstrap face detector that labels frames (mtcnn+dlib: both, agreement raises the score)")
+    min_face: int = Field(20, ge=8, description="smallest face side labelled, in pixels of the sampled frame")
+    min_score: float = Field(0.9, ge=0, le=1, description="teacher boxes below this confidence are dropped")
     kinds: list[Literal["face", "head", "person"]] = Field(
         ["face"], description="classes labelled, in class-id order: face (the teacher), head and person "
                               "(tasks/video/detect/head_boxes.py, HOG people detector); face must be one")

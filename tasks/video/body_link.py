@@ -3,7 +3,7 @@
 In: one video's tracks (all kinds) and its characters (face tracks only: identity comes from faces). Out: for each
 character the head/person tracks linked to it, and its on-screen spans split by the kind of box that shows it.
 
-A person track links to the character whose face boxes lie in its upper part (tasks/head_boxes.face_in_person) on
+A person track links to the character whose face boxes lie in its upper part (tasks/video/detect/head_boxes.face_in_person) on
 the most of their common frames; a head track to the character whose face centres lie inside it, else to the
 character of the person track it tops. Tracks never cross a shot cut (tasks/video/track.py), so a link holds within
 one shot: the character stays on screen while their face is hidden there (turned away, back of the head).
