@@ -1,7 +1,7 @@
 """Offline environment: nothing castline runs may wait on the network or send telemetry.
 
 In: the process environment. Out: the variables that keep ultralytics, pyannote, Prefect and Hugging Face
-offline (set only where the user has not set them), and a local font where ultralytics looks for Arial.ttf
+offline (set only where the user has not set them), a patient start for Prefect's ephemeral server, and a local font where ultralytics looks for Arial.ttf
 (it downloads one otherwise). Called first by the CLI and by the tests.
 """
 from __future__ import annotations
@@ -19,6 +19,10 @@ SETTINGS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    # Prefect's ephemeral API server (no PREFECT_API_URL) must start within this many seconds. Its 20 s default
+    # is not enough on a loaded 2-core machine: runs died with "Timed out while attempting to connect to
+    # ephemeral Prefect API server" while another run and a test suite shared the cores.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 
