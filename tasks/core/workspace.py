@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,12 +101,19 @@ def code_version(module_name: str) -> str:
 BY_VALUE = {"tasks.core.config"}
 
 
+# CPython 3.11's ast.parse is not safe from two threads at once: a resumed run whose video computed the keys of
+# its two branches together failed with "SystemError: AST constructor recursion depth mismatch".
+_PARSE = threading.Lock()
+
+
 def _imported(module_name: str) -> set[str]:
     """Castline modules a module imports anywhere, including inside functions (how backends are loaded)."""
     is_package = module_file(module_name).name == "__init__.py"
     package = module_name if is_package else module_name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(ast.parse(module_source(module_name))):
+    with _PARSE:
+        tree = ast.parse(module_source(module_name))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
