@@ -294,12 +294,12 @@ def found_lines(summary: dict) -> list[str]:
         if not path or not Path(path).exists():
             continue
         t = read_timeline_json(path)
-        chars = t["characters"]
-        named = sorted({c["name"] for c in chars.values() if c.get("name")})
-        unnamed = sum(1 for c in chars.values() if not c.get("name"))
+        chars = t.characters
+        named = sorted({c.name for c in chars.values() if c.name})
+        unnamed = sum(1 for c in chars.values() if not c.name)
         who = ", ".join(named + ([f"{unnamed} unnamed"] if unnamed else [])) or "none"
-        label_of = {c["character_id"]: label for label, c in chars.items()}
-        voices = [label_of.get(link["character_id"], "off-screen") for link in t.get("speaker_links", [])]
+        label_of = {c.character_id: label for label, c in chars.items()}
+        voices = [label_of.get(link.character_id, "off-screen") for link in t.speaker_links]
         said = f"{len(voices)} voice{'s' if len(voices) != 1 else ''}" + (f" → {', '.join(voices)}" if voices else "")
         if "diarize" in (v.get("skipped_stages") or []):
             said = "no audio"

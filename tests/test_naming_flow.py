@@ -55,20 +55,20 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     page = (ws / "library" / "report.html").read_text()
     for stem in ("montage_dev00", "montage_dev01"):
         timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
-        named = {label for label, c in timeline["characters"].items() if c["name"]}
-        assert named == {"Barack_Obama", "Rose_Leslie"}, timeline["characters"].keys()
+        named = {label for label, c in timeline.characters.items() if c.name}
+        assert named == {"Barack_Obama", "Rose_Leslie"}, timeline.characters.keys()
         vtt = (ws / "videos" / f"{stem}.mp4" / "speech.vtt").read_text()
         assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
         # The voice table gives this episode's speech, as its character table does, not the library's.
-        links = timeline["speaker_links"]
+        links = timeline.speaker_links
         heard = sum(t.duration for t in read_rttm(ws / "videos" / f"{stem}.mp4" / "speakers.rttm")[stem])
-        assert sum(link["speech_seconds"] for link in links) == pytest.approx(heard, abs=0.01)
-        by_id = {c["character_id"]: c for c in timeline["characters"].values()}
-        for cid in {link["character_id"] for link in links if link["character_id"]}:
-            assert sum(link["speech_seconds"] for link in links if link["character_id"] == cid) == \
-                pytest.approx(by_id[cid]["speech_seconds"], abs=0.01)
+        assert sum(link.speech_seconds for link in links) == pytest.approx(heard, abs=0.01)
+        by_id = {c.character_id: c for c in timeline.characters.values()}
+        for cid in {link.character_id for link in links if link.character_id}:
+            assert sum(link.speech_seconds for link in links if link.character_id == cid) == \
+                pytest.approx(by_id[cid].speech_seconds, abs=0.01)
         section = page.split(f"<h2>{stem}.mp4</h2>")[1].split("<h2>")[0]
-        assert all(f"<td>{link['speech_seconds']:.1f} s</td>" in section for link in links)
+        assert all(f"<td>{link.speech_seconds:.1f} s</td>" in section for link in links)
     # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
     assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
     # Library-level character outputs: a contact sheet per character, appearances, track embeddings.
@@ -90,3 +90,4 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     images = re.findall(r"<img src='([^']+)'", page)
     assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
     assert "Barack_Obama" in page and "(named from subtitles)" in page
+

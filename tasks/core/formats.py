@@ -2,7 +2,7 @@
 
 In: record objects (tasks/core/records.py), numpy arrays. Out: files written atomically (temp file in the
 same folder + os.replace), so a killed run never leaves a half-written result that a re-run would trust.
-Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON, WebVTT, CSV tables, Parquet
+Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON (typed both ways: Timeline), WebVTT, CSV tables, Parquet
 tables, the run summary; WAV is written by ffmpeg.
 Every file castline writes goes through one writer here (tests/test_formats.py checks no other module writes
 one itself).
@@ -35,6 +35,8 @@ from tasks.core.records import (
     SpeakerLink,
     SpeechTurn,
     StreamInfo,
+    Timeline,
+    TimelineCharacter,
     TimelineSpan,
     Track,
     VideoResult,
@@ -295,32 +297,42 @@ def read_timeline_csv(path: str | Path) -> list[TimelineSpan]:
         ]
 
 
+def timeline_record(video: str, spans: Sequence[TimelineSpan], characters: Sequence[Character],
+                    links: Sequence[SpeakerLink]) -> Timeline:
+    """Per-character view: each character with its on-screen and speaking spans and its voices; a label the
+    characters do not hold (an off-screen voice) gets an entry of its own, after them, in span order."""
+    label_of = {c.character_id: c.label for c in characters}
+    ids = {c.label: (c.character_id, c.name) for c in characters}
+    spans_of: dict[str, list[TimelineSpan]] = {label: [] for label in ids}
+    for s in spans:
+        spans_of.setdefault(s.character, []).append(s)
+    entries = {}
+    for label, own in spans_of.items():
+        speakers = [link.speaker for link in links if label_of.get(link.character_id) == label]
+        screen = [s for s in own if s.kind == "on_screen"]
+        speech = [s for s in own if s.kind == "speaking"]
+        speakers += dict.fromkeys(s.source for s in speech if s.source not in speakers)  # first seen first
+        by_kind: dict[str, float] = {}
+        for s in screen:
+            by_kind[s.box_kind or "face"] = by_kind.get(s.box_kind or "face", 0.0) + s.end - s.start
+        entries[label] = TimelineCharacter(
+            *ids.get(label, (label, None)), speakers, [(s.start, s.end) for s in screen],
+            [(s.start, s.end) for s in speech], sum((s.end - s.start for s in screen), 0.0),
+            sum((s.end - s.start for s in speech), 0.0), by_kind)
+    return Timeline(video, entries, list(links))
+
+
 def write_timeline_json(path: str | Path, video: str, spans: Sequence[TimelineSpan],
                         characters: Sequence[Character], links: Sequence[SpeakerLink]) -> Path:
-    """Per-character view: each character with its on-screen and speaking spans and its voices."""
-    def entry(character_id: str, name: str | None) -> dict[str, Any]:
-        return {"character_id": character_id, "name": name, "speakers": [], "on_screen": [],
-                "speaking": [], "screen_seconds": 0.0, "speech_seconds": 0.0, "screen_seconds_by_kind": {}}
-
-    by_char = {c.label: entry(c.character_id, c.name) for c in characters}
-    label_of = {c.character_id: c.label for c in characters}
-    for link in links:
-        if link.character_id in label_of:
-            by_char[label_of[link.character_id]]["speakers"].append(link.speaker)
-    for s in spans:
-        e = by_char.setdefault(s.character, entry(s.character, None))
-        if s.kind == "speaking" and s.source not in e["speakers"]:
-            e["speakers"].append(s.source)
-        e[s.kind].append([s.start, s.end])
-        e["screen_seconds" if s.kind == "on_screen" else "speech_seconds"] += s.end - s.start
-        if s.kind == "on_screen":
-            by_kind = e.setdefault("screen_seconds_by_kind", {})
-            by_kind[s.box_kind or "face"] = by_kind.get(s.box_kind or "face", 0.0) + s.end - s.start
-    return write_json(path, {"video": video, "characters": by_char, "speaker_links": links})
+    return write_json(path, timeline_record(video, spans, characters, links))
 
 
-def read_timeline_json(path: str | Path) -> dict:
-    return read_json(path)
+def read_timeline_json(path: str | Path) -> Timeline:
+    d = read_json(path)
+    characters = {label: TimelineCharacter(**{**c, "on_screen": [tuple(x) for x in c["on_screen"]],
+                                              "speaking": [tuple(x) for x in c["speaking"]]})
+                  for label, c in d["characters"].items()}
+    return Timeline(d["video"], characters, [SpeakerLink(**link) for link in d["speaker_links"]])
 
 
 # --- voice centroids -----------------------------------------------------------------------------

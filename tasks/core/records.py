@@ -1,7 +1,7 @@
 """Record types that pass between castline's stages.
 
 In: nothing (pure definitions). Out: typed dataclasses for media info, frames, boxes, tracks,
-speech turns, characters and timeline spans, and the box overlap (IoU) every stage measures the same way. Every on-disk form of them lives in tasks/core/formats.py.
+speech turns, characters, timeline spans and a video's timeline.json, and the box overlap (IoU) every stage measures the same way. Every on-disk form of them lives in tasks/core/formats.py.
 """
 from __future__ import annotations
 
@@ -219,6 +219,30 @@ class TimelineSpan:
     end: float
     source: str = ""  # track id or speaker label the span came from
     box_kind: str = ""  # on_screen spans: the box kind that shows the character then (face, else head, else person)
+
+
+@dataclass(frozen=True)
+class TimelineCharacter:
+    """One character of a video's timeline.json: its spans on screen and speaking, and the voices filed under it."""
+
+    character_id: str
+    name: str | None
+    speakers: list[str] = field(default_factory=list)
+    on_screen: list[tuple[float, float]] = field(default_factory=list)
+    speaking: list[tuple[float, float]] = field(default_factory=list)
+    screen_seconds: float = 0.0
+    speech_seconds: float = 0.0
+    screen_seconds_by_kind: dict[str, float] = field(default_factory=dict)  # face / head / person
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A video's timeline.json: its characters by label (name, else library id; off-screen voices too) and
+    the voice-to-character links, in this video's speech."""
+
+    video: str
+    characters: dict[str, TimelineCharacter]
+    speaker_links: list[SpeakerLink]
 
 
 @dataclass

@@ -30,10 +30,10 @@ def video_section(result: VideoResult) -> list[str]:
     if timeline and Path(timeline).exists():
         data = read_timeline_json(timeline)
         lines += ["", "| character | on screen | speaking | voices |", "|---|---|---|---|"]
-        for label, c in sorted(data["characters"].items(), key=lambda kv: -kv[1]["screen_seconds"]):
-            voices = ", ".join(c.get("speakers", [])) or "—"
-            lines.append(f"| {label} | {_fmt_seconds(c['screen_seconds'])} | "
-                         f"{_fmt_seconds(c['speech_seconds'])} | {voices} |")
+        for label, c in sorted(data.characters.items(), key=lambda kv: -kv[1].screen_seconds):
+            voices = ", ".join(c.speakers) or "—"
+            lines.append(f"| {label} | {_fmt_seconds(c.screen_seconds)} | "
+                         f"{_fmt_seconds(c.speech_seconds)} | {voices} |")
     lines += ["", f"outputs: `{Path(timeline).parent}`" if timeline else "", ""]
     return lines
 
