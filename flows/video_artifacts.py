@@ -32,7 +32,7 @@ def video_key(library: str | Path, video: str, kind: str) -> str:
 
 def found_markdown(result: VideoResult, report: Path) -> str:
     """Characters and voices of one video as Markdown tables."""
-    t = read_timeline_json(result.outputs["timeline_json"])
+    t = read_timeline_json(result.outputs.timeline.timeline_json)
     chars = t.characters
     lines = [f"## {result.video}", "",
              "| Character | Name | On screen (s) | Speaking (s) | Voices |", "|---|---|---:|---:|---|"]
@@ -68,7 +68,7 @@ def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> 
 
     create_markdown_artifact(found_markdown(result, report), key=video_key(library, result.video, "found"),
                              description=f"{result.video}: characters and voices")
-    png = Path(result.outputs.get("folder", "")) / TIMELINE_PNG
+    png = result.outputs.timeline.folder / TIMELINE_PNG
     url = image_data_url(png)
     if url is not None:
         create_image_artifact(url, key=video_key(library, result.video, "timeline"),

@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 
 from tasks.core.offline import configure
+from tasks.core.records import TimelineFiles, VideoOutputs
 
 configure()
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 SAMPLE = DATA / "sample"
+
+
+def published(timeline_json: Path) -> VideoOutputs:
+    """A succeeded video's manifest whose one real file is the timeline.json beside it (for the readers of
+    timelines: artifacts, reports); its stage results are never opened."""
+    folder, stage = timeline_json.parent, timeline_json.parent / "cache"
+    return VideoOutputs(stage, stage, stage, stage, stage, stage, stage, turns=None, wav=None, interval=1.0,
+                        timeline=TimelineFiles(timeline_json, folder / "timeline.csv", folder / "speech.rttm",
+                                               folder / "speakers.rttm", folder))
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +164,4 @@ def no_network(monkeypatch):
         raise AssertionError("tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+

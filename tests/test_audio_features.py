@@ -24,7 +24,7 @@ from tasks.tools.audio_features import (
 from tasks.video.embed.hf import ModelUnavailable
 from tasks.core.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
 from tasks.library.identities import NAMES_JSON
-from tasks.core.records import RunSummary, SpeechTurn, VideoResult
+from tasks.core.records import RunSummary, SpeechTurn, VideoOutputs, VideoResult
 from tasks.library.registry import Member, Registry, registry_paths, save_registry
 from tasks.core.workspace import Workspace
 
@@ -186,23 +186,23 @@ def test_missing_model_is_a_clear_offline_error(no_network, tmp_path):
 
 # --- library ---------------------------------------------------------------------------------------
 
-def write_video(ws: Workspace, name: str, vid: str, audio: np.ndarray | None, turns: list[SpeechTurn]) -> dict:
-    """One processed video as the per-video flow leaves it: stage results in the cache, and its outputs dict."""
+def write_video(ws: Workspace, name: str, vid: str, audio: np.ndarray | None, turns: list[SpeechTurn]) -> VideoOutputs:
+    """One processed video as the per-video flow leaves it: stage results in the cache, and its manifest."""
     cache = ws.root / "cache"
     probe = cache / "probe" / vid / "0123456789abcdef.json"
     write_json(probe, {})
-    outputs = {"video": f"/library/{name}", "probe": str(probe), "frames": "", "embeddings": "",
-               "evidence": str(write_evidence(cache / "align" / vid / "e.json", [])),
-               "tracks": str(write_tracks(cache / "track" / vid / "t.json", [])),
-               "characters": str(write_characters(cache / "cluster" / vid / "c.json", [])),
-               "turns": "", "wav": "", "interval": "1.0"}
+    wav = turns_path = None
     if audio is not None:
         wav = cache / "audio" / vid / "w.wav"
         wav.parent.mkdir(parents=True)
         sf.write(wav, audio, RATE, subtype="FLOAT")  # float, so a test can encode the very same samples
-        outputs["wav"] = str(wav)
-        outputs["turns"] = str(write_turns(cache / "diarize" / vid / "d.json", turns, centroids={}))
-    return outputs
+        turns_path = write_turns(cache / "diarize" / vid / "d.json", turns, centroids={})
+    return VideoOutputs(video=Path(f"/library/{name}"), probe=probe, frames=cache / "frames" / vid / "frames.json",
+                        tracks=write_tracks(cache / "track" / vid / "t.json", []),
+                        embeddings=cache / "embed" / vid / "e.npy",
+                        characters=write_characters(cache / "cluster" / vid / "c.json", []),
+                        evidence=write_evidence(cache / "align" / vid / "e.json", []),
+                        turns=turns_path, wav=wav, interval=1.0)
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 In: record objects (tasks/core/records.py), numpy arrays. Out: files written atomically (temp file in the
 same folder + os.replace), so a killed run never leaves a half-written result that a re-run would trust.
-Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON (typed both ways: Timeline), WebVTT, CSV tables, Parquet
-tables, the run summary; WAV is written by ffmpeg.
+Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON (typed both ways: Timeline), WebVTT,
+CSV tables, Parquet tables, the run summary with each video's manifest (VideoOutputs); WAV is written by ffmpeg.
 Every file castline writes goes through one writer here (tests/test_formats.py checks no other module writes
-one itself).
+one itself), and every file it reads back has its typed reader here: hence a module over 400 lines, in short
+sections, one per format.
 """
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ from tasks.core.records import (
     StreamInfo,
     Timeline,
     TimelineCharacter,
+    TimelineFiles,
     TimelineSpan,
     Track,
+    VideoOutputs,
     VideoResult,
 )
 
@@ -140,6 +143,11 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 
 def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, VideoOutputs):
+        return video_outputs_json(obj)
+    if isinstance(obj, VideoResult):  # its manifest flat, {} for a failed video
+        return {f.name: video_outputs_json(obj.outputs) if f.name == "outputs" else to_jsonable(getattr(obj, f.name))
+                for f in dataclasses.fields(obj)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -394,7 +402,39 @@ def write_parquet(path: str | Path, columns: "dict[str, Any] | Any", metadata: d
 LAST_RUN_JSON = "last_run.json"  # in WORKSPACE/library/
 
 
+# A video's manifest (VideoOutputs) is one flat object of strings, as castline has always written it: a stage
+# result's path, "" for the audio stages of a silent video, the frame interval as text, then the timeline files.
+
+def video_outputs_json(outputs: VideoOutputs | None) -> dict[str, str]:
+    if outputs is None:
+        return {}
+    flat = {f.name: "" if getattr(outputs, f.name) is None else str(getattr(outputs, f.name))
+            for f in dataclasses.fields(outputs) if f.name != "timeline"}
+    if outputs.timeline is not None:
+        flat.update({k: str(v) for k, v in dataclasses.asdict(outputs.timeline).items()})
+    return flat
+
+
+def video_outputs_from_json(d: dict[str, str]) -> VideoOutputs | None:
+    """The manifest back; None for a failed video's `{}`. A run of an older castline may lack "wav"."""
+    if not d:
+        return None
+    timeline = (TimelineFiles(**{f.name: Path(d[f.name]) for f in dataclasses.fields(TimelineFiles)})
+                if d.get("timeline_json") else None)
+    optional = {k: Path(d[k]) if d.get(k) else None for k in ("turns", "wav")}
+    return VideoOutputs(**{k: Path(d[k]) for k in ("video", "probe", "frames", "tracks", "embeddings",
+                                                   "characters", "evidence")},
+                        **optional, interval=float(d["interval"]), timeline=timeline)
+
+
+def video_result_from_json(d: dict[str, Any]) -> VideoResult:
+    return VideoResult(**{**d, "outputs": video_outputs_from_json(d.get("outputs") or {})})
+
+
+def run_summary_from_json(d: dict[str, Any]) -> RunSummary:
+    return RunSummary(**{**d, "videos": [video_result_from_json(v) for v in d["videos"]]})
+
+
 def read_run_summary(path: str | Path) -> RunSummary:
-    d = read_json(path)
-    return RunSummary(**{**d, "videos": [VideoResult(**v) for v in d["videos"]]})
+    return run_summary_from_json(read_json(path))
 

@@ -20,7 +20,7 @@ from tasks.core.formats import atomic_dir, read_frames, read_npy, sanitize_label
 from tasks.library.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.video.embed.pooling import quality
 from tasks.core.stage import always_task
-from tasks.core.records import Box
+from tasks.core.records import Box, VideoOutputs
 from tasks.library.registry import load_registries
 from tasks.library.subtitles import apply_names
 from tasks.core.workspace import Workspace
@@ -84,6 +84,6 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
 
 
 @always_task("character-outputs")
-def character_outputs_task(workspace: str, videos: list[tuple[str, dict]], names_path: Path) -> dict[str, int]:
+def character_outputs_task(workspace: str, videos: list[tuple[str, VideoOutputs]], names_path: Path) -> dict[str, int]:
     return write_character_outputs(Workspace.open(workspace), [VideoStages.from_outputs(n, o) for n, o in videos],
                                    read_names(names_path))

@@ -44,8 +44,8 @@ def render_html(library: str, results: Sequence[VideoResult], out: Path, sheets:
         parts.append(f"<div class='sheet'><img src='{_rel(sheet, out.parent)}' alt='{e(sheet.stem)}'>"
                      f"<br>{caption}</div>")
     for r in ok:
-        timeline = read_timeline_json(r.outputs["timeline_json"])
-        folder = Path(r.outputs["folder"])
+        timeline = read_timeline_json(r.outputs.timeline.timeline_json)
+        folder = r.outputs.timeline.folder
         parts.append(f"<h2>{e(r.video)}</h2>")
         parts += [f"<p><i>{e(note)}</i></p>" for note in r.notes]
         parts.append(f"<img src='{_rel(folder / 'timeline.png', out.parent)}' alt='timeline of {e(r.video)}'>")

@@ -30,7 +30,7 @@ from tasks.core.formats import (
     write_json,
 )
 from tasks.library.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
-from tasks.core.records import Character, Cooccurrence, SpeakerLink, SpeechTurn, Track
+from tasks.core.records import Character, Cooccurrence, SpeakerLink, SpeechTurn, Track, VideoOutputs
 from tasks.core.stage import always_task
 from tasks.library.subtitles import SubtitleNaming, name_from_subtitles
 from tasks.library.registry import Registry, face_space, open_registry, registry_paths, voice_space
@@ -56,13 +56,9 @@ class VideoStages:
     interval: float
 
     @classmethod
-    def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
-        return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]),
-                   frames=Path(outputs["frames"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
-                   characters=Path(outputs["characters"]), evidence=Path(outputs["evidence"]),
-                   turns=Path(outputs["turns"]) if outputs.get("turns") else None,
-                   wav=Path(outputs["wav"]) if outputs.get("wav") else None,
-                   interval=float(outputs["interval"]))
+    def from_outputs(cls, name: str, outputs: VideoOutputs) -> "VideoStages":
+        return cls(name, outputs.video, outputs.probe, outputs.frames, outputs.tracks, outputs.embeddings,
+                   outputs.characters, outputs.evidence, outputs.turns, outputs.wav, outputs.interval)
 
 
 @dataclass(frozen=True)
@@ -251,7 +247,7 @@ def global_view(stages: VideoStages, registries: tuple[Registry, Registry], name
 # --- Prefect tasks -------------------------------------------------------------------------------
 
 @always_task("identities")
-def identities_task(workspace: str, videos: list[tuple[str, dict]], config: RunConfig,
+def identities_task(workspace: str, videos: list[tuple[str, VideoOutputs]], config: RunConfig,
                     gallery: str | None) -> Path:
     """Runs every time (it is cheap, and unchanged videos keep their ids); returns names.json."""
     ws = Workspace.open(workspace)

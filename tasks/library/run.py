@@ -72,7 +72,7 @@ def gallery_folder(library: Path, config: RunConfig) -> str | None:
 
 def write_library_timeline(ws: Workspace, done: Sequence[VideoResult]) -> Path:
     """Every video's timeline rows in one CSV."""
-    spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
+    spans = [s for r in done for s in read_timeline_csv(r.outputs.timeline.timeline_csv)]
     return write_timeline_csv(ws.library_dir / "timeline.csv", spans)
 
 

@@ -34,7 +34,8 @@ from tasks.library.plots import plot_timeline
 from tasks.library.subtitles import apply_names
 from tasks.library.registry import load_registries
 from tasks.core.stage import always_task
-from tasks.core.records import Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.core.records import (Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles, TimelineSpan, Track,
+                                VideoOutputs)
 from tasks.core.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -136,7 +137,7 @@ def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frame
 
 
 def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
-                     extra: dict[str, Path]) -> dict[str, str]:
+                     extra: dict[str, Path]) -> TimelineFiles:
     """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
     Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
     view = global_view(stages, load_registries(ws), names)
@@ -152,13 +153,14 @@ def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
         write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
         for name, src in extra.items():
             shutil.copy2(src, tmp / name)
-    return {"timeline_json": str(dest / TIMELINE_JSON), "timeline_csv": str(dest / TIMELINE_CSV),
-            "rttm": str(dest / SPEECH_RTTM), "speakers_rttm": str(dest / SPEAKERS_RTTM), "folder": str(dest)}
+    return TimelineFiles(timeline_json=dest / TIMELINE_JSON, timeline_csv=dest / TIMELINE_CSV, rttm=dest / SPEECH_RTTM,
+                         speakers_rttm=dest / SPEAKERS_RTTM, folder=dest)
 
 
 @always_task("timeline")
-def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
-    """Rewritten on every run: it is cheap, and library ids or names may have changed."""
-    extra = {"media.json": Path(outputs["probe"])}
-    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
-                            extra)
+def timeline_task(workspace: str, name: str, outputs: VideoOutputs, names_path: Path) -> VideoOutputs:
+    """Rewritten on every run: it is cheap, and library ids or names may have changed. Returns the video's
+    manifest with its timeline files."""
+    files = publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
+                             {"media.json": outputs.probe})
+    return replace(outputs, timeline=files)

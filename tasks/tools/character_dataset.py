@@ -31,7 +31,8 @@ from tasks.core.contact_sheet import character_sheet, crop_box
 from tasks.tools.dataset import (CONTACT_SHEET, DATA_YAML, MANIFEST, SPLITS, SUMMARY, DatasetError, contact_sheet,
                            dedup_frames, split_videos, yolo_line)
 from tasks.video.detect import read_rgb
-from tasks.core.formats import atomic_dir, read_frames, read_json, sanitize_label, to_jsonable, write_csv
+from tasks.core.formats import (LAST_RUN_JSON, atomic_dir, read_frames, read_run_summary, sanitize_label, to_jsonable,
+                                 write_csv)
 from tasks.video.detect.head_boxes import head_from_face
 from tasks.core.records import Box
 from tasks.tools.params import DatasetLayout
@@ -39,7 +40,6 @@ from tasks.core.workspace import Workspace
 
 CLASS_BALANCE = "class_balance.csv"
 CLASS_SHEETS = "contact_sheets"
-LAST_RUN = "last_run.json"
 CLASSES = "characters"  # dataset.json "classes": what its class ids mean
 
 
@@ -54,10 +54,10 @@ class CharacterDatasetParams(DatasetLayout):
 def _videos_of_last_run(ws: Workspace):
     from tasks.library.identities import VideoStages
 
-    last_run = ws.library_dir / LAST_RUN
+    last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
-        raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
-    stages = [VideoStages.from_outputs(v["video"], v["outputs"]) for v in read_json(last_run)["videos"] if v["ok"]]
+        raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
+    stages = [VideoStages.from_outputs(r.video, r.outputs) for r in read_run_summary(last_run).videos if r.ok]
     if not stages:
         raise DatasetError(f"the last run in {ws.root} has no video that succeeded")
     return stages
