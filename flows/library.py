@@ -167,11 +167,11 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
-    names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config,
+    names_path = identities_task(str(ws.root), {r.video: r.outputs for r in done}, config,
                                  gallery_folder(lib, config))
     for r in done:
         r.outputs = timeline_per_video(str(ws.root), r.video, r.outputs, names_path)
-    character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
+    character_outputs_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
     speaker_table_task(str(ws.root), names_path)
     write_library_timeline(ws, done)
     seconds = time.perf_counter() - started

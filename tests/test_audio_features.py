@@ -23,7 +23,7 @@ from tasks.tools.audio_features import (
 )
 from tasks.video.embed.hf import ModelUnavailable
 from tasks.core.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
-from tasks.library.identities import NAMES_JSON
+from tasks.library.view import NAMES_JSON
 from tasks.core.records import RunSummary, SpeechTurn, VideoOutputs, VideoResult
 from tasks.library.registry import Member, Registry, registry_paths, save_registry
 from tasks.core.workspace import Workspace
