@@ -165,3 +165,19 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised Whisper (16-d encoder) saved as a local model folder."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                           max_source_positions=1500, max_target_positions=32, vocab_size=100,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    d = tmp_path_factory.mktemp("tiny-whisper")
+    WhisperModel(config).save_pretrained(d)
+    WhisperFeatureExtractor(chunk_length=30).save_pretrained(d)
+    return d

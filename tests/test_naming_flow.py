@@ -36,7 +36,7 @@ def write_vtt(path, turns):
     path.write_text("WEBVTT\n\n" + cues + "\n")
 
 
-def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
+def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_dir):
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
     lib = tmp_path / "library"
@@ -91,3 +91,17 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
     assert "Barack_Obama" in page and "(named from subtitles)" in page
 
+    # The tools name voices as the timelines do: audio features and the LLM projection carry the subtitle names.
+    from tasks.tools.audio_features import SPEAKERS_PARQUET, export_audio_features, make_extractor
+    from tasks.tools.projection import export_library
+
+    export_audio_features(ws, make_extractor("whisper", whisper_dir), tmp_path / "llm")
+    by_voice = {v["speaker"]: v["name"] for v in voices}
+    features = pq.read_table(tmp_path / "llm" / SPEAKERS_PARQUET).to_pylist()
+    assert {f["name"] for f in features} >= {"Barack_Obama", "Rose_Leslie"}
+    assert all(f["name"] == by_voice[f["speaker"]] for f in features)
+    export_library(ws, tmp_path / "llm", None, None)
+    projected = pq.read_table(tmp_path / "llm" / "speakers_projected.parquet").to_pylist()
+    assert {p["global_id"]: p["name"] for p in projected} == by_voice
+    characters = pq.read_table(tmp_path / "llm" / "characters_projected.parquet").to_pylist()
+    assert {"Barack_Obama", "Rose_Leslie"} <= {c["name"] for c in characters}

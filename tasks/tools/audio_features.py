@@ -1,9 +1,10 @@
 """Audio features for language models: one vector per speaker turn from a pretrained audio encoder.
 
 In: a turn's samples (16 kHz mono float32), or the workspace of a finished run — each video's speaker turns in
-library speaker ids (tasks/library/view.py) and its 16 kHz WAV (the demux stage's), read turn by turn.
+library speaker ids and names (tasks/library/view.py) and its 16 kHz WAV (the demux stage's), read turn by turn.
 Out: a (dim,) float32 vector per turn; per library speaker the duration-weighted mean; in the export folder
-audio_features.parquet, speaker_audio_features.parquet and audio_features.json, with a per-video cache under
+audio_features.parquet, speaker_audio_features.parquet (each speaker with its subtitle name, as in
+speakers_table.parquet) and audio_features.json, with a per-video cache under
 WORKSPACE/cache/audio_features/. Backends: transformers Whisper encoder (30 s window, mean of the 20 ms frames
 that cover the audio) and Audio Spectrogram Transformer (10.24 s window, pooler output), offline only.
 """
@@ -259,6 +260,7 @@ def export_audio_features(workspace: str | Path, extractor: AudioFeatures, out_d
     write_parquet(out_dir / TURNS_PARQUET, {
         "video": pa.array([video for video, _ in rows], pa.string()),
         "speaker": pa.array([t.speaker for _, t in rows], pa.string()),
+        "name": pa.array([view.speaker_name(t.speaker) for _, t in rows], pa.string()),
         "start": pa.array([t.start for _, t in rows], pa.float64()),
         "end": pa.array([t.end for _, t in rows], pa.float64()),
         "feature": vector_column(matrix),
@@ -273,6 +275,7 @@ def export_audio_features(workspace: str | Path, extractor: AudioFeatures, out_d
         means[k] = np.average(matrix[by_speaker[s]], axis=0, weights=[rows[i][1].duration for i in by_speaker[s]])
     write_parquet(out_dir / SPEAKERS_PARQUET, {
         "speaker": pa.array(speakers, pa.string()),
+        "name": pa.array([view.speaker_name(s) for s in speakers], pa.string()),
         "seconds": pa.array(seconds, pa.float64()),
         "n_turns": pa.array([len(by_speaker[s]) for s in speakers], pa.int32()),
         "feature": vector_column(means),
