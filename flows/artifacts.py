@@ -28,11 +28,11 @@ def character_rows(results: Sequence[VideoResult]) -> list[dict]:
     for r in results:
         if not r.ok:
             continue
-        timeline = read_timeline_json(r.outputs["timeline_json"])
-        for label, c in sorted(timeline["characters"].items()):
-            rows.append({"Video": r.video, "Character": c["character_id"], "Name": c.get("name") or "(unnamed)",
-                         "On screen (s)": round(c["screen_seconds"], 1), "Speaking (s)": round(c["speech_seconds"], 1),
-                         "Voices": ", ".join(c.get("speakers", []))})
+        timeline = read_timeline_json(r.outputs.timeline.timeline_json)
+        for label, c in sorted(timeline.characters.items()):
+            rows.append({"Video": r.video, "Character": c.character_id, "Name": c.name or "(unnamed)",
+                         "On screen (s)": round(c.screen_seconds, 1), "Speaking (s)": round(c.speech_seconds, 1),
+                         "Voices": ", ".join(c.speakers)})
     return rows
 
 
@@ -44,9 +44,9 @@ def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
               "|---|---|---|---|"]
     for r in results:
         if r.ok:
-            for link in read_timeline_json(r.outputs["timeline_json"])["speaker_links"]:
-                lines.append(f"| {r.video} | {link['speaker']} | {link['character_id'] or 'off-screen'} | "
-                             f"{link['score']:.2f} |")
+            for link in read_timeline_json(r.outputs.timeline.timeline_json).speaker_links:
+                lines.append(f"| {r.video} | {link.speaker} | {link.character_id or 'off-screen'} | "
+                             f"{link.score:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 import threading
-from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from rich.console import Console
@@ -284,26 +283,26 @@ def _short(video: str, width: int = 28) -> str:
 def found_lines(summary: dict) -> list[str]:
     """Per succeeded video: its characters (names first, then how many are unnamed) and its voices (the
     character each is linked to, or off-screen)."""
-    from tasks.core.formats import read_timeline_json
+    from tasks.core.formats import read_timeline_json, video_result_from_json
 
     lines = []
-    videos = [v for v in summary.get("videos", []) if v.get("ok")]
-    width = max((len(v["video"]) for v in videos), default=0)
+    videos = [r for r in map(video_result_from_json, summary.get("videos", [])) if r.ok]
+    width = max((len(v.video) for v in videos), default=0)
     for v in videos:
-        path = (v.get("outputs") or {}).get("timeline_json")
-        if not path or not Path(path).exists():
+        files = v.outputs.timeline if v.outputs else None
+        if files is None or not files.timeline_json.exists():
             continue
-        t = read_timeline_json(path)
-        chars = t["characters"]
-        named = sorted({c["name"] for c in chars.values() if c.get("name")})
-        unnamed = sum(1 for c in chars.values() if not c.get("name"))
+        t = read_timeline_json(files.timeline_json)
+        chars = t.characters
+        named = sorted({c.name for c in chars.values() if c.name})
+        unnamed = sum(1 for c in chars.values() if not c.name)
         who = ", ".join(named + ([f"{unnamed} unnamed"] if unnamed else [])) or "none"
-        label_of = {c["character_id"]: label for label, c in chars.items()}
-        voices = [label_of.get(link["character_id"], "off-screen") for link in t.get("speaker_links", [])]
+        label_of = {c.character_id: label for label, c in chars.items()}
+        voices = [label_of.get(link.character_id, "off-screen") for link in t.speaker_links]
         said = f"{len(voices)} voice{'s' if len(voices) != 1 else ''}" + (f" → {', '.join(voices)}" if voices else "")
-        if "diarize" in (v.get("skipped_stages") or []):
+        if "diarize" in v.skipped_stages:
             said = "no audio"
-        lines.append(f"  {v['video']:<{width}}  {len(chars)} character{'s' if len(chars) != 1 else ''} "
+        lines.append(f"  {v.video:<{width}}  {len(chars)} character{'s' if len(chars) != 1 else ''} "
                      f"({who}); {said}")
     return lines
 

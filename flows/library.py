@@ -43,7 +43,7 @@ from tasks.library.run import (  # noqa: F401  (default_workspace, list_videos, 
     write_summary,
 )
 from tasks.library.timeline import timeline_task
-from tasks.core.formats import to_jsonable
+from tasks.core.formats import to_jsonable, video_result_from_json
 from tasks.core.records import VideoResult
 from tasks.library.speaker_table import speaker_table_task
 from tasks.core.stage import always_task
@@ -155,7 +155,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
         name = running.pop(finished)
         finished.wait()  # the future's state is its final one only once waited for
         state = finished.state
-        r = (VideoResult(**finished.result()) if state.is_completed()
+        r = (video_result_from_json(finished.result()) if state.is_completed()
              else VideoResult(video=name, ok=False, error=state.message or state.name))
         results[r.video] = r
         if r.ok:
@@ -167,11 +167,11 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
-    names_path = identities_task(str(ws.root), [(r.video, r.outputs) for r in done], config,
+    names_path = identities_task(str(ws.root), {r.video: r.outputs for r in done}, config,
                                  gallery_folder(lib, config))
     for r in done:
-        r.outputs.update(timeline_per_video(str(ws.root), r.video, r.outputs, names_path))
-    character_outputs_task(str(ws.root), [(r.video, r.outputs) for r in done], names_path)
+        r.outputs = timeline_per_video(str(ws.root), r.video, r.outputs, names_path)
+    character_outputs_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
     speaker_table_task(str(ws.root), names_path)
     write_library_timeline(ws, done)
     seconds = time.perf_counter() - started

@@ -28,7 +28,7 @@ from tasks.video.embed import embed_task
 from tasks.core.errors import ModelUnavailable
 from tasks.core.formats import to_jsonable
 from tasks.video.pipeline import STAGES, StageKeys
-from tasks.core.records import VideoResult
+from tasks.core.records import VideoOutputs, VideoResult
 from tasks.core.stage import current_video
 from tasks.video.track import track_task
 from tasks.core.workspace import Workspace
@@ -119,10 +119,9 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     interval = sampling_interval(paths["frames"], cfg.demux.fps)
     run("align", align_task, interval=interval)
 
-    result.outputs = {"video": str(video), "probe": str(paths["probe"]), "frames": str(paths["frames"]),
-                      "tracks": str(paths["track"]), "embeddings": str(paths["embed"]),
-                      "characters": str(paths["cluster"]), "evidence": str(paths["align"]),
-                      "turns": str(paths["diarize"] or ""), "wav": str(paths["audio"] or ""), "interval": str(interval)}
+    result.outputs = VideoOutputs(video=video, probe=paths["probe"], frames=paths["frames"], tracks=paths["track"],
+                                  embeddings=paths["embed"], characters=paths["cluster"], evidence=paths["align"],
+                                  turns=paths["diarize"], wav=paths["audio"], interval=interval)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 

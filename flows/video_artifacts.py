@@ -32,22 +32,22 @@ def video_key(library: str | Path, video: str, kind: str) -> str:
 
 def found_markdown(result: VideoResult, report: Path) -> str:
     """Characters and voices of one video as Markdown tables."""
-    t = read_timeline_json(result.outputs["timeline_json"])
-    chars = t["characters"]
+    t = read_timeline_json(result.outputs.timeline.timeline_json)
+    chars = t.characters
     lines = [f"## {result.video}", "",
              "| Character | Name | On screen (s) | Speaking (s) | Voices |", "|---|---|---:|---:|---|"]
-    for label, c in sorted(chars.items(), key=lambda kv: -kv[1]["screen_seconds"]):
-        lines.append(f"| {c['character_id']} | {c.get('name') or '*unnamed*'} | {c['screen_seconds']:.1f} | "
-                     f"{c['speech_seconds']:.1f} | {', '.join(c.get('speakers', [])) or '—'} |")
+    for label, c in sorted(chars.items(), key=lambda kv: -kv[1].screen_seconds):
+        lines.append(f"| {c.character_id} | {c.name or '*unnamed*'} | {c.screen_seconds:.1f} | "
+                     f"{c.speech_seconds:.1f} | {', '.join(c.speakers) or '—'} |")
     if not chars:
         lines.append("| — | *no face found* | | | |")
-    label_of = {c["character_id"]: label for label, c in chars.items()}
-    links = t.get("speaker_links", [])
+    label_of = {c.character_id: label for label, c in chars.items()}
+    links = t.speaker_links
     lines += ["", "| Voice | Linked to | Speech (s) | With that face on screen (s) | Share |", "|---|---|---:|---:|---:|"]
     for link in links:
-        who = label_of.get(link["character_id"], link["character_id"]) if link["character_id"] else "*off-screen*"
-        lines.append(f"| {link['speaker']} | {who} | {link['speech_seconds']:.1f} | {link['overlap_seconds']:.1f} | "
-                     f"{link['score']:.2f} |")
+        who = label_of.get(link.character_id, link.character_id) if link.character_id else "*off-screen*"
+        lines.append(f"| {link.speaker} | {who} | {link.speech_seconds:.1f} | {link.overlap_seconds:.1f} | "
+                     f"{link.score:.2f} |")
     if not links:
         lines.append("| — | " + ("*no audio*" if "diarize" in result.skipped_stages else "*no voice found*")
                      + " | | | |")
@@ -68,7 +68,7 @@ def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> 
 
     create_markdown_artifact(found_markdown(result, report), key=video_key(library, result.video, "found"),
                              description=f"{result.video}: characters and voices")
-    png = Path(result.outputs.get("folder", "")) / TIMELINE_PNG
+    png = result.outputs.timeline.folder / TIMELINE_PNG
     url = image_data_url(png)
     if url is not None:
         create_image_artifact(url, key=video_key(library, result.video, "timeline"),

@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 
 from tasks.core.offline import configure
+from tasks.core.records import TimelineFiles, VideoOutputs
 
 configure()
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 SAMPLE = DATA / "sample"
+
+
+def published(timeline_json: Path) -> VideoOutputs:
+    """A succeeded video's manifest whose one real file is the timeline.json beside it (for the readers of
+    timelines: artifacts, reports); its stage results are never opened."""
+    folder, stage = timeline_json.parent, timeline_json.parent / "cache"
+    return VideoOutputs(stage, stage, stage, stage, stage, stage, stage, turns=None, wav=None, interval=1.0,
+                        timeline=TimelineFiles(timeline_json, folder / "timeline.csv", folder / "speech.rttm",
+                                               folder / "speakers.rttm", folder))
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +164,20 @@ def no_network(monkeypatch):
         raise AssertionError("tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised Whisper (16-d encoder) saved as a local model folder."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                           max_source_positions=1500, max_target_positions=32, vocab_size=100,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    d = tmp_path_factory.mktemp("tiny-whisper")
+    WhisperModel(config).save_pretrained(d)
+    WhisperFeatureExtractor(chunk_length=30).save_pretrained(d)
+    return d

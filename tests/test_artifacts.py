@@ -1,5 +1,6 @@
 import re
 
+from conftest import published
 from flows.artifacts import alignment_markdown, character_rows, library_key
 from tasks.core.formats import write_timeline_json
 from tasks.core.records import Character, SpeakerLink, TimelineSpan, VideoResult
@@ -16,7 +17,7 @@ def test_rows_and_markdown_come_from_the_timelines(tmp_path):
     spans = [TimelineSpan("ep.mp4", "Bea", "on_screen", 0.0, 4.0), TimelineSpan("ep.mp4", "Bea", "speaking", 1.0, 2.5, "speaker_000")]
     links = [SpeakerLink("speaker_000", "character_001", 0.9, 1.5, 1.5), SpeakerLink("speaker_001", None, 0.0, 3.0, 0.0)]
     write_timeline_json(tmp_path / "t.json", "ep.mp4", spans, chars, links)
-    results = [VideoResult("ep.mp4", True, outputs={"timeline_json": str(tmp_path / "t.json")}),
+    results = [VideoResult("ep.mp4", True, outputs=published(tmp_path / "t.json")),
                VideoResult("bad.mp4", False, error="not a media file")]
     assert character_rows(results) == [{"Video": "ep.mp4", "Character": "character_001", "Name": "Bea",
                                         "On screen (s)": 4.0, "Speaking (s)": 1.5, "Voices": "speaker_000"}]

@@ -23,28 +23,14 @@ from tasks.tools.audio_features import (
 )
 from tasks.video.embed.hf import ModelUnavailable
 from tasks.core.formats import read_rttm, write_characters, write_evidence, write_json, write_tracks, write_turns
-from tasks.library.identities import NAMES_JSON
-from tasks.core.records import RunSummary, SpeechTurn, VideoResult
+from tasks.library.subtitles import SubtitleNaming
+from tasks.library.view import NAMES_JSON
+from tasks.core.records import RunSummary, SpeechTurn, VideoOutputs, VideoResult
 from tasks.library.registry import Member, Registry, registry_paths, save_registry
 from tasks.core.workspace import Workspace
 
 RATE = 16000
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory) -> Path:
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    torch.manual_seed(0)
-    config = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
-                           max_source_positions=1500, max_target_positions=32, vocab_size=100,
-                           pad_token_id=1, bos_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    d = tmp_path_factory.mktemp("tiny-whisper")
-    WhisperModel(config).save_pretrained(d)
-    WhisperFeatureExtractor(chunk_length=30).save_pretrained(d)
-    return d
 
 
 def save_ast(d: Path, sampling_rate: int = RATE) -> Path:
@@ -186,23 +172,23 @@ def test_missing_model_is_a_clear_offline_error(no_network, tmp_path):
 
 # --- library ---------------------------------------------------------------------------------------
 
-def write_video(ws: Workspace, name: str, vid: str, audio: np.ndarray | None, turns: list[SpeechTurn]) -> dict:
-    """One processed video as the per-video flow leaves it: stage results in the cache, and its outputs dict."""
+def write_video(ws: Workspace, name: str, vid: str, audio: np.ndarray | None, turns: list[SpeechTurn]) -> VideoOutputs:
+    """One processed video as the per-video flow leaves it: stage results in the cache, and its manifest."""
     cache = ws.root / "cache"
     probe = cache / "probe" / vid / "0123456789abcdef.json"
     write_json(probe, {})
-    outputs = {"video": f"/library/{name}", "probe": str(probe), "frames": "", "embeddings": "",
-               "evidence": str(write_evidence(cache / "align" / vid / "e.json", [])),
-               "tracks": str(write_tracks(cache / "track" / vid / "t.json", [])),
-               "characters": str(write_characters(cache / "cluster" / vid / "c.json", [])),
-               "turns": "", "wav": "", "interval": "1.0"}
+    wav = turns_path = None
     if audio is not None:
         wav = cache / "audio" / vid / "w.wav"
         wav.parent.mkdir(parents=True)
         sf.write(wav, audio, RATE, subtype="FLOAT")  # float, so a test can encode the very same samples
-        outputs["wav"] = str(wav)
-        outputs["turns"] = str(write_turns(cache / "diarize" / vid / "d.json", turns, centroids={}))
-    return outputs
+        turns_path = write_turns(cache / "diarize" / vid / "d.json", turns, centroids={})
+    return VideoOutputs(video=Path(f"/library/{name}"), probe=probe, frames=cache / "frames" / vid / "frames.json",
+                        tracks=write_tracks(cache / "track" / vid / "t.json", []),
+                        embeddings=cache / "embed" / vid / "e.npy",
+                        characters=write_characters(cache / "cluster" / vid / "c.json", []),
+                        evidence=write_evidence(cache / "align" / vid / "e.json", []),
+                        turns=turns_path, wav=wav, interval=1.0)
 
 
 @pytest.fixture
@@ -244,8 +230,8 @@ def test_library_export_rows_speaker_means_and_summary(workspace, whisper, tmp_p
     np.testing.assert_allclose(rows[2]["feature"], whisper.features(tone(3.0, 330)[8000:]), rtol=1e-5, atol=1e-6)
 
     speakers = pq.read_table(tmp_path / "llm" / SPEAKERS_PARQUET).to_pylist()
-    assert [(s["speaker"], s["seconds"], s["n_turns"]) for s in speakers] == [
-        ("speaker_000", 2.0, 1), ("speaker_001", 4.5, 2)]
+    assert [(s["speaker"], s["name"], s["seconds"], s["n_turns"]) for s in speakers] == [
+        ("speaker_000", None, 2.0, 1), ("speaker_001", None, 4.5, 2)]
     expected = (2.0 * np.array(rows[0]["feature"]) + 2.5 * np.array(rows[2]["feature"])) / 4.5
     np.testing.assert_allclose(speakers[1]["feature"], expected, rtol=1e-5, atol=1e-6)
 
@@ -254,6 +240,19 @@ def test_library_export_rows_speaker_means_and_summary(workspace, whisper, tmp_p
     assert summary["counts"] == {"videos": 2, "turns": 3, "speakers": 2, "seconds": 6.5,
                                  "videos_reused": 0, "videos_computed": 2}
     assert summary["videos_without_audio"] == ["c.mp4"]
+
+
+def test_speakers_carry_the_names_the_subtitles_gave_them(workspace, whisper, tmp_path):
+    """The same names as the timelines and the speaker table: a voice the subtitles named is named here too."""
+    naming = SubtitleNaming(["a.srt"], {"speaker_001": "ADA"}, {}, [])
+    write_json(Path(workspace) / "library" / NAMES_JSON,
+               {"gallery": None, "matches": [], "subtitles": naming, "voice_links": []})
+    export_audio_features(workspace, whisper, tmp_path / "llm")
+    speakers = pq.read_table(tmp_path / "llm" / SPEAKERS_PARQUET).to_pylist()
+    assert [(s["speaker"], s["name"]) for s in speakers] == [("speaker_000", None), ("speaker_001", "ADA")]
+    turns = pq.read_table(tmp_path / "llm" / TURNS_PARQUET).to_pylist()
+    assert [(r["video"], r["speaker"], r["name"]) for r in turns] == [
+        ("a.mp4", "speaker_001", "ADA"), ("a.mp4", "speaker_000", None), ("b.mp4", "speaker_001", "ADA")]
 
 
 def test_a_rerun_reuses_every_video_and_another_model_does_not(workspace, whisper, ast, tmp_path, monkeypatch):

@@ -46,19 +46,19 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
 
     # The on-stage performer is a character on screen for several seconds, and the voice is linked to a face.
     ham = read_timeline_json(ws / "videos" / "hamilton.mp4" / "timeline.json")
-    main = max(ham["characters"].values(), key=lambda c: c["screen_seconds"])
-    assert main["screen_seconds"] >= 3.0
-    assert any(link["character_id"] for link in ham["speaker_links"])
+    main = max(ham.characters.values(), key=lambda c: c.screen_seconds)
+    assert main.screen_seconds >= 3.0
+    assert any(link.character_id for link in ham.speaker_links)
     assert (ws / "videos" / "hamilton.mp4" / "speech.rttm").read_text().startswith("SPEAKER hamilton 1 ")
     vo = read_timeline_json(ws / "videos" / "video_only.mp4" / "timeline.json")
-    assert vo["characters"] and all(c["speech_seconds"] == 0 for c in vo["characters"].values())
+    assert vo.characters and all(c.speech_seconds == 0 for c in vo.characters.values())
 
     # The gallery names the performer, and Obama's dark, turned-away face in the audience (beyond the
     # plain threshold, but each other's clear nearest); the other audience faces and the cartoon stay unnamed.
-    assert main["name"] == "lin_manuel_miranda"
-    named = {c["name"]: label for label, c in ham["characters"].items() if c["name"]}
+    assert main.name == "lin_manuel_miranda"
+    named = {c.name: label for label, c in ham.characters.items() if c.name}
     assert set(named) == {"lin_manuel_miranda", "barack_obama"}
-    assert len(ham["characters"]) > 2 and not any(c["name"] for c in vo["characters"].values())
+    assert len(ham.characters) > 2 and not any(c.name for c in vo.characters.values())
     matches = json.loads((ws / "library" / "names.json").read_text())["matches"]
     assert {(m["name"], m["rule"]) for m in matches} == {("lin_manuel_miranda", "threshold"), ("barack_obama", "mutual")}
     report = (ws / "library" / "report.md").read_text()

@@ -72,3 +72,41 @@ def test_tables_are_written_by_formats_only():
     offenders = [p.relative_to(root).as_posix() for folder in ("tasks", "flows") for p in (root / folder).rglob("*.py")
                  if p.name != "formats.py" and writers.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_an_old_run_summary_loads_into_typed_manifests_and_is_written_back_as_it_was(tmp_path):
+    """last_run.json keeps each video's manifest as a flat object of strings ("" for a silent video's audio
+    stages, the interval as text); a file of an older castline (no "wav") still loads."""
+    import json
+
+    from tasks.core.formats import read_run_summary
+
+    stages = {k: f"/ws/cache/{k}/abc/0123.json" for k in ("video", "probe", "frames", "tracks", "embeddings",
+                                                          "characters", "evidence")}
+    published = {"timeline_json": "/ws/videos/a.mp4/timeline.json", "timeline_csv": "/ws/videos/a.mp4/timeline.csv",
+                 "rttm": "/ws/videos/a.mp4/speech.rttm", "speakers_rttm": "/ws/videos/a.mp4/speakers.rttm",
+                 "folder": "/ws/videos/a.mp4"}
+    videos = [{"video": "a.mp4", "ok": True, "error": None, "skipped_stages": [], "notes": [],
+               "outputs": {**stages, "turns": "/ws/cache/diarize/abc/1.json", "wav": "/ws/cache/audio/abc/2.wav",
+                           "interval": "0.5", **published}, "seconds": 1.5, "stage_seconds": {"probe": 0.1}},
+              {"video": "silent.mp4", "ok": True, "error": None, "skipped_stages": ["audio", "diarize"], "notes": [],
+               "outputs": {**stages, "turns": "", "wav": "", "interval": "1.0", **published}, "seconds": 1.0,
+               "stage_seconds": {}},
+              {"video": "bad.mp4", "ok": False, "error": "not a media file", "skipped_stages": [], "notes": [],
+               "outputs": {}, "seconds": 0.0, "stage_seconds": {}}]
+    summary = {"library": "/lib", "workspace": "/ws", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 3.0,
+               "succeeded": ["a.mp4", "silent.mp4"], "failed": [{"video": "bad.mp4", "error": "not a media file"}],
+               "videos": videos, "report": "/ws/library/report.md",
+               "detector": {"backend": "mtcnn", "weights": None, "why": "default"}}
+    old = tmp_path / "last_run.json"
+    old.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    loaded = read_run_summary(old)
+    a, silent, bad = (v.outputs for v in loaded.videos)
+    assert a.interval == 0.5 and a.turns == Path("/ws/cache/diarize/abc/1.json")
+    assert a.timeline.folder == Path("/ws/videos/a.mp4") and silent.turns is None and silent.wav is None
+    assert bad is None
+    assert write_json(tmp_path / "again.json", loaded).read_bytes() == old.read_bytes()
+
+    del summary["videos"][0]["outputs"]["wav"]  # written before castline recorded the WAV
+    old.write_text(json.dumps(summary))
+    assert read_run_summary(old).videos[0].outputs.wav is None

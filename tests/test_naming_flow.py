@@ -36,7 +36,7 @@ def write_vtt(path, turns):
     path.write_text("WEBVTT\n\n" + cues + "\n")
 
 
-def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
+def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_dir):
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
     lib = tmp_path / "library"
@@ -55,20 +55,20 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     page = (ws / "library" / "report.html").read_text()
     for stem in ("montage_dev00", "montage_dev01"):
         timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
-        named = {label for label, c in timeline["characters"].items() if c["name"]}
-        assert named == {"Barack_Obama", "Rose_Leslie"}, timeline["characters"].keys()
+        named = {label for label, c in timeline.characters.items() if c.name}
+        assert named == {"Barack_Obama", "Rose_Leslie"}, timeline.characters.keys()
         vtt = (ws / "videos" / f"{stem}.mp4" / "speech.vtt").read_text()
         assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
         # The voice table gives this episode's speech, as its character table does, not the library's.
-        links = timeline["speaker_links"]
+        links = timeline.speaker_links
         heard = sum(t.duration for t in read_rttm(ws / "videos" / f"{stem}.mp4" / "speakers.rttm")[stem])
-        assert sum(link["speech_seconds"] for link in links) == pytest.approx(heard, abs=0.01)
-        by_id = {c["character_id"]: c for c in timeline["characters"].values()}
-        for cid in {link["character_id"] for link in links if link["character_id"]}:
-            assert sum(link["speech_seconds"] for link in links if link["character_id"] == cid) == \
-                pytest.approx(by_id[cid]["speech_seconds"], abs=0.01)
+        assert sum(link.speech_seconds for link in links) == pytest.approx(heard, abs=0.01)
+        by_id = {c.character_id: c for c in timeline.characters.values()}
+        for cid in {link.character_id for link in links if link.character_id}:
+            assert sum(link.speech_seconds for link in links if link.character_id == cid) == \
+                pytest.approx(by_id[cid].speech_seconds, abs=0.01)
         section = page.split(f"<h2>{stem}.mp4</h2>")[1].split("<h2>")[0]
-        assert all(f"<td>{link['speech_seconds']:.1f} s</td>" in section for link in links)
+        assert all(f"<td>{link.speech_seconds:.1f} s</td>" in section for link in links)
     # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
     assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
     # Library-level character outputs: a contact sheet per character, appearances, track embeddings.
@@ -90,3 +90,18 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir):
     images = re.findall(r"<img src='([^']+)'", page)
     assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
     assert "Barack_Obama" in page and "(named from subtitles)" in page
+
+    # The tools name voices as the timelines do: audio features and the LLM projection carry the subtitle names.
+    from tasks.tools.audio_features import SPEAKERS_PARQUET, export_audio_features, make_extractor
+    from tasks.tools.projection import export_library
+
+    export_audio_features(ws, make_extractor("whisper", whisper_dir), tmp_path / "llm")
+    by_voice = {v["speaker"]: v["name"] for v in voices}
+    features = pq.read_table(tmp_path / "llm" / SPEAKERS_PARQUET).to_pylist()
+    assert {f["name"] for f in features} >= {"Barack_Obama", "Rose_Leslie"}
+    assert all(f["name"] == by_voice[f["speaker"]] for f in features)
+    export_library(ws, tmp_path / "llm", None, None)
+    projected = pq.read_table(tmp_path / "llm" / "speakers_projected.parquet").to_pylist()
+    assert {p["global_id"]: p["name"] for p in projected} == by_voice
+    characters = pq.read_table(tmp_path / "llm" / "characters_projected.parquet").to_pylist()
+    assert {"Barack_Obama", "Rose_Leslie"} <= {c["name"] for c in characters}

@@ -3,12 +3,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tasks.library.gallery import GalleryMatch
-from tasks.library.identities import LibraryNames
 from tasks.core.records import SpeakerLink
 from tasks.library.registry import Member, Registry, registry_paths, save_registry
 from tasks.library.speaker_table import TABLE_CSV, TABLE_PARQUET, SpeakerRow, speaker_rows, write_speaker_table
 from tasks.library.subtitles import SubtitleNaming
 from tasks.core.workspace import Workspace
+from tasks.library.view import LibraryNames, LibraryView
 
 
 def _voice(video, local, gid, seconds, direction):
@@ -29,10 +29,11 @@ NAMES = LibraryNames(
     links={"speaker_000": SpeakerLink("speaker_000", "character_004", 0.8, 20.0, 16.0),
            "speaker_001": SpeakerLink("speaker_001", "character_007", 0.6, 3.0, 1.8),
            "speaker_002": SpeakerLink("speaker_002", None, 0.0, 1.0, 0.0)})
+VIEW = LibraryView(Registry("character", "euclidean", []), REGISTRY, NAMES)
 
 
 def test_rows_sum_each_voice_over_its_files_with_its_face_and_names():
-    assert speaker_rows(REGISTRY, NAMES) == [
+    assert speaker_rows(VIEW) == [
         SpeakerRow("speaker_000", None, "character_004", "Ada", 20.0, ("ep1.mp4", "ep2.mp4")),
         SpeakerRow("speaker_001", "BOB", "character_007", "BOB", 3.0, ("ep1.mp4",)),
         SpeakerRow("speaker_002", None, None, None, 1.0, ("ep2.mp4",)),  # off-screen, unnamed
@@ -42,7 +43,7 @@ def test_rows_sum_each_voice_over_its_files_with_its_face_and_names():
 def test_table_files_hold_the_rows_and_the_centroids(tmp_path):
     ws = Workspace.open(tmp_path / "ws")
     save_registry(registry_paths(ws)[1], REGISTRY)
-    assert write_speaker_table(ws, NAMES) == 3
+    assert write_speaker_table(ws, VIEW) == 3
     table = pq.read_table(ws.library_dir / TABLE_PARQUET)
     assert table.column("speaker").to_pylist() == ["speaker_000", "speaker_001", "speaker_002"]
     assert table.column("files").to_pylist()[0] == ["ep1.mp4", "ep2.mp4"]
@@ -58,5 +59,5 @@ def test_table_files_hold_the_rows_and_the_centroids(tmp_path):
 
 def test_a_library_without_voices_writes_an_empty_table(tmp_path):
     ws = Workspace.open(tmp_path / "ws")
-    assert write_speaker_table(ws, LibraryNames({}, None, {})) == 0
+    assert write_speaker_table(ws, LibraryView.load(ws)) == 0
     assert pq.read_table(ws.library_dir / TABLE_PARQUET).num_rows == 0

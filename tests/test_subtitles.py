@@ -1,15 +1,16 @@
 from pathlib import Path
 
 from tasks.core.records import Character, SpeakerLink, SpeechTurn
+from tasks.library.registry import Registry
 from tasks.library.subtitles import (
     NamedLine,
-    apply_names,
     find_subtitles,
     name_from_subtitles,
     name_speakers,
     read_named_lines,
     reconcile,
 )
+from tasks.library.view import GlobalView, LibraryNames, LibraryView
 
 ASS = """[Script Info]
 ScriptType: v4.00+
@@ -208,9 +209,11 @@ def test_whole_step_from_files_beside_a_video(tmp_path):
     assert naming.notes[0].startswith("episode.mkv: episode.fr.srt: not a readable subtitle file")
     assert naming.speaker_names == {"speaker_001": "JOHN", "speaker_002": "MARY"}
     assert naming.character_names == {"character_001": "JOHN"}
-    characters, turns2, links2 = apply_names([Character("character_001", (1,))], turns, links, naming)
-    assert characters[0].label == "JOHN"
-    assert {t.speaker for t in turns2} == {"JOHN", "MARY"} and [l.speaker for l in links2] == ["JOHN", "MARY"]
+    view = LibraryView(Registry("character", "euclidean", []), Registry("speaker", "cosine", []),
+                       LibraryNames(subtitles=naming))
+    named = view.named(GlobalView([], [Character("character_001", (1,))], turns, links))
+    assert named.characters[0].label == "JOHN"
+    assert {t.speaker for t in named.turns} == {"JOHN", "MARY"} and [l.speaker for l in named.links] == ["JOHN", "MARY"]
 
 
 def test_library_pools_votes_over_videos(tmp_path):

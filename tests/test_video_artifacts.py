@@ -1,5 +1,6 @@
 import re
 
+from conftest import published
 from flows.video_artifacts import found_markdown, image_data_url, video_key
 from tasks.core.formats import write_timeline_json
 from tasks.core.records import Character, SpeakerLink, TimelineSpan, VideoResult
@@ -17,7 +18,7 @@ def test_found_table_has_readable_headers_names_and_voices(tmp_path):
              TimelineSpan("ep.mp4", "Bea", "speaking", 1.0, 2.5, "speaker_000")]
     links = [SpeakerLink("speaker_000", "character_001", 0.9, 1.5, 1.4), SpeakerLink("speaker_001", None, 0.0, 3.0, 0.0)]
     write_timeline_json(tmp_path / "t.json", "ep.mp4", spans, chars, links)
-    r = VideoResult("ep.mp4", True, outputs={"timeline_json": str(tmp_path / "t.json")})
+    r = VideoResult("ep.mp4", True, outputs=published(tmp_path / "t.json"))
     md = found_markdown(r, tmp_path / "report.html")
     assert "| Character | Name | On screen (s) | Speaking (s) | Voices |" in md
     assert "| character_001 | Bea | 4.0 | 1.5 | speaker_000 |" in md

@@ -2,10 +2,11 @@
 
 In: record objects (tasks/core/records.py), numpy arrays. Out: files written atomically (temp file in the
 same folder + os.replace), so a killed run never leaves a half-written result that a re-run would trust.
-Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON, WebVTT, CSV tables, Parquet
-tables, the run summary; WAV is written by ffmpeg.
+Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON (typed both ways: Timeline), WebVTT,
+CSV tables, Parquet tables, the run summary with each video's manifest (VideoOutputs); WAV is written by ffmpeg.
 Every file castline writes goes through one writer here (tests/test_formats.py checks no other module writes
-one itself).
+one itself), and every file it reads back has its typed reader here: hence a module over 400 lines, in short
+sections, one per format.
 """
 from __future__ import annotations
 
@@ -35,8 +36,12 @@ from tasks.core.records import (
     SpeakerLink,
     SpeechTurn,
     StreamInfo,
+    Timeline,
+    TimelineCharacter,
+    TimelineFiles,
     TimelineSpan,
     Track,
+    VideoOutputs,
     VideoResult,
 )
 
@@ -138,6 +143,11 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 
 def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, VideoOutputs):
+        return video_outputs_json(obj)
+    if isinstance(obj, VideoResult):  # its manifest flat, {} for a failed video
+        return {f.name: video_outputs_json(obj.outputs) if f.name == "outputs" else to_jsonable(getattr(obj, f.name))
+                for f in dataclasses.fields(obj)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -295,32 +305,42 @@ def read_timeline_csv(path: str | Path) -> list[TimelineSpan]:
         ]
 
 
+def timeline_record(video: str, spans: Sequence[TimelineSpan], characters: Sequence[Character],
+                    links: Sequence[SpeakerLink]) -> Timeline:
+    """Per-character view: each character with its on-screen and speaking spans and its voices; a label the
+    characters do not hold (an off-screen voice) gets an entry of its own, after them, in span order."""
+    label_of = {c.character_id: c.label for c in characters}
+    ids = {c.label: (c.character_id, c.name) for c in characters}
+    spans_of: dict[str, list[TimelineSpan]] = {label: [] for label in ids}
+    for s in spans:
+        spans_of.setdefault(s.character, []).append(s)
+    entries = {}
+    for label, own in spans_of.items():
+        speakers = [link.speaker for link in links if label_of.get(link.character_id) == label]
+        screen = [s for s in own if s.kind == "on_screen"]
+        speech = [s for s in own if s.kind == "speaking"]
+        speakers += dict.fromkeys(s.source for s in speech if s.source not in speakers)  # first seen first
+        by_kind: dict[str, float] = {}
+        for s in screen:
+            by_kind[s.box_kind or "face"] = by_kind.get(s.box_kind or "face", 0.0) + s.end - s.start
+        entries[label] = TimelineCharacter(
+            *ids.get(label, (label, None)), speakers, [(s.start, s.end) for s in screen],
+            [(s.start, s.end) for s in speech], sum((s.end - s.start for s in screen), 0.0),
+            sum((s.end - s.start for s in speech), 0.0), by_kind)
+    return Timeline(video, entries, list(links))
+
+
 def write_timeline_json(path: str | Path, video: str, spans: Sequence[TimelineSpan],
                         characters: Sequence[Character], links: Sequence[SpeakerLink]) -> Path:
-    """Per-character view: each character with its on-screen and speaking spans and its voices."""
-    def entry(character_id: str, name: str | None) -> dict[str, Any]:
-        return {"character_id": character_id, "name": name, "speakers": [], "on_screen": [],
-                "speaking": [], "screen_seconds": 0.0, "speech_seconds": 0.0, "screen_seconds_by_kind": {}}
-
-    by_char = {c.label: entry(c.character_id, c.name) for c in characters}
-    label_of = {c.character_id: c.label for c in characters}
-    for link in links:
-        if link.character_id in label_of:
-            by_char[label_of[link.character_id]]["speakers"].append(link.speaker)
-    for s in spans:
-        e = by_char.setdefault(s.character, entry(s.character, None))
-        if s.kind == "speaking" and s.source not in e["speakers"]:
-            e["speakers"].append(s.source)
-        e[s.kind].append([s.start, s.end])
-        e["screen_seconds" if s.kind == "on_screen" else "speech_seconds"] += s.end - s.start
-        if s.kind == "on_screen":
-            by_kind = e.setdefault("screen_seconds_by_kind", {})
-            by_kind[s.box_kind or "face"] = by_kind.get(s.box_kind or "face", 0.0) + s.end - s.start
-    return write_json(path, {"video": video, "characters": by_char, "speaker_links": links})
+    return write_json(path, timeline_record(video, spans, characters, links))
 
 
-def read_timeline_json(path: str | Path) -> dict:
-    return read_json(path)
+def read_timeline_json(path: str | Path) -> Timeline:
+    d = read_json(path)
+    characters = {label: TimelineCharacter(**{**c, "on_screen": [tuple(x) for x in c["on_screen"]],
+                                              "speaking": [tuple(x) for x in c["speaking"]]})
+                  for label, c in d["characters"].items()}
+    return Timeline(d["video"], characters, [SpeakerLink(**link) for link in d["speaker_links"]])
 
 
 # --- voice centroids -----------------------------------------------------------------------------
@@ -382,7 +402,39 @@ def write_parquet(path: str | Path, columns: "dict[str, Any] | Any", metadata: d
 LAST_RUN_JSON = "last_run.json"  # in WORKSPACE/library/
 
 
+# A video's manifest (VideoOutputs) is one flat object of strings, as castline has always written it: a stage
+# result's path, "" for the audio stages of a silent video, the frame interval as text, then the timeline files.
+
+def video_outputs_json(outputs: VideoOutputs | None) -> dict[str, str]:
+    if outputs is None:
+        return {}
+    flat = {f.name: "" if getattr(outputs, f.name) is None else str(getattr(outputs, f.name))
+            for f in dataclasses.fields(outputs) if f.name != "timeline"}
+    if outputs.timeline is not None:
+        flat.update({k: str(v) for k, v in dataclasses.asdict(outputs.timeline).items()})
+    return flat
+
+
+def video_outputs_from_json(d: dict[str, str]) -> VideoOutputs | None:
+    """The manifest back; None for a failed video's `{}`. A run of an older castline may lack "wav"."""
+    if not d:
+        return None
+    timeline = (TimelineFiles(**{f.name: Path(d[f.name]) for f in dataclasses.fields(TimelineFiles)})
+                if d.get("timeline_json") else None)
+    optional = {k: Path(d[k]) if d.get(k) else None for k in ("turns", "wav")}
+    return VideoOutputs(**{k: Path(d[k]) for k in ("video", "probe", "frames", "tracks", "embeddings",
+                                                   "characters", "evidence")},
+                        **optional, interval=float(d["interval"]), timeline=timeline)
+
+
+def video_result_from_json(d: dict[str, Any]) -> VideoResult:
+    return VideoResult(**{**d, "outputs": video_outputs_from_json(d.get("outputs") or {})})
+
+
+def run_summary_from_json(d: dict[str, Any]) -> RunSummary:
+    return RunSummary(**{**d, "videos": [video_result_from_json(v) for v in d["videos"]]})
+
+
 def read_run_summary(path: str | Path) -> RunSummary:
-    d = read_json(path)
-    return RunSummary(**{**d, "videos": [VideoResult(**v) for v in d["videos"]]})
+    return run_summary_from_json(read_json(path))
 

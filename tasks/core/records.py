@@ -1,11 +1,14 @@
 """Record types that pass between castline's stages.
 
 In: nothing (pure definitions). Out: typed dataclasses for media info, frames, boxes, tracks,
-speech turns, characters and timeline spans, and the box overlap (IoU) every stage measures the same way. Every on-disk form of them lives in tasks/core/formats.py.
+speech turns, characters, timeline spans and a video's timeline.json, each video's manifest of results
+(VideoOutputs) and the run summary, and the box overlap (IoU) every stage measures the same way. Every on-disk
+form of them lives in tasks/core/formats.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -221,6 +224,59 @@ class TimelineSpan:
     box_kind: str = ""  # on_screen spans: the box kind that shows the character then (face, else head, else person)
 
 
+@dataclass(frozen=True)
+class TimelineCharacter:
+    """One character of a video's timeline.json: its spans on screen and speaking, and the voices filed under it."""
+
+    character_id: str
+    name: str | None
+    speakers: list[str] = field(default_factory=list)
+    on_screen: list[tuple[float, float]] = field(default_factory=list)
+    speaking: list[tuple[float, float]] = field(default_factory=list)
+    screen_seconds: float = 0.0
+    speech_seconds: float = 0.0
+    screen_seconds_by_kind: dict[str, float] = field(default_factory=dict)  # face / head / person
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A video's timeline.json: its characters by label (name, else library id; off-screen voices too) and
+    the voice-to-character links, in this video's speech."""
+
+    video: str
+    characters: dict[str, TimelineCharacter]
+    speaker_links: list[SpeakerLink]
+
+
+@dataclass(frozen=True)
+class TimelineFiles:
+    """Where the library step wrote one video's timeline (WORKSPACE/videos/<name>/)."""
+
+    timeline_json: Path
+    timeline_csv: Path
+    rttm: Path
+    speakers_rttm: Path
+    folder: Path
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    """The manifest of one processed video: where its stage results are (the per-video flow's), and once the
+    library step has run, its timeline files. turns and wav are None for a video without audio."""
+
+    video: Path
+    probe: Path
+    frames: Path
+    tracks: Path
+    embeddings: Path
+    characters: Path
+    evidence: Path
+    turns: Path | None
+    wav: Path | None
+    interval: float  # seconds between sampled frames
+    timeline: TimelineFiles | None = None
+
+
 @dataclass
 class VideoResult:
     """What the per-video flow reports back to the library flow."""
@@ -230,7 +286,7 @@ class VideoResult:
     error: str | None = None
     skipped_stages: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: VideoOutputs | None = None  # None: the video failed
     seconds: float = 0.0
     # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
     stage_seconds: dict[str, float] = field(default_factory=dict)

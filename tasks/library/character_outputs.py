@@ -1,6 +1,6 @@
 """Character outputs: what the library knows about each character, gathered across videos.
 
-In: every processed video's stage results relabelled with library ids and names (tasks/library/identities.py).
+In: every processed video's stage results relabelled with library ids and names (tasks/library/view.py).
 Out: WORKSPACE/library/characters/<label>.png (contact sheet of each character's best face crops),
 appearances.csv (character, video, start, end, track) and track_embeddings.parquet (one row per track:
 video, track, character, name, time span, boxes, embedding list<float32>[dim]).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -17,12 +17,10 @@ import pyarrow as pa
 from tasks.core.contact_sheet import character_sheet, crop_box
 from tasks.video.detect import read_rgb
 from tasks.core.formats import atomic_dir, read_frames, read_npy, sanitize_label, write_csv, write_parquet
-from tasks.library.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.video.embed.pooling import quality
 from tasks.core.stage import always_task
-from tasks.core.records import Box
-from tasks.library.registry import load_registries
-from tasks.library.subtitles import apply_names
+from tasks.core.records import Box, VideoOutputs
+from tasks.library.view import LibraryView
 from tasks.core.workspace import Workspace
 
 SHEET_FACES = 12
@@ -42,28 +40,24 @@ def best_boxes(tracks_boxes: Sequence[tuple[str, Box]], frames_dirs: dict[str, t
     return [crop for _, crop in scored[:k]]
 
 
-def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names: LibraryNames) -> dict[str, int]:
+def write_character_outputs(ws: Workspace, videos: Mapping[str, VideoOutputs], view: LibraryView) -> dict[str, int]:
     per_character: dict[str, list[tuple[str, Box]]] = defaultdict(list)
     labels: dict[str, str] = {}
     appearances, rows = [], defaultdict(list)
     frames_dirs: dict[str, tuple[Path, dict[int, str]]] = {}
-    registries = load_registries(ws)
-    for v in sorted(videos, key=lambda v: v.name):
-        view = global_view(v, registries, names)
-        characters = view.characters
-        if names.subtitles is not None:
-            characters, _, _ = apply_names(characters, view.turns, view.links, names.subtitles)
-        frames_dirs[v.name] = (v.frames.parent, {f.index: f.file for f in read_frames(v.frames)})
+    for name, v in sorted(videos.items()):
+        records = view.named(view.video(name, v))
+        frames_dirs[name] = (v.frames.parent, {f.index: f.file for f in read_frames(v.frames)})
         embeddings = read_npy(v.embeddings)
-        by_id = {t.track_id: (i, t) for i, t in enumerate(view.tracks)}
-        for c in characters:
+        by_id = {t.track_id: (i, t) for i, t in enumerate(records.tracks)}
+        for c in records.characters:
             labels[c.character_id] = c.label
             for tid in c.track_ids:
                 row, track = by_id[tid]
-                appearances.append((c.label, v.name, track.start, track.end, tid))
+                appearances.append((c.label, name, track.start, track.end, tid))
                 # The best box of each track stands for it on the sheet.
-                per_character[c.character_id].append((v.name, max(track.boxes, key=lambda b: b.area * b.score)))
-                for key, value in (("video", v.name), ("track_id", tid), ("character_id", c.character_id),
+                per_character[c.character_id].append((name, max(track.boxes, key=lambda b: b.area * b.score)))
+                for key, value in (("video", name), ("track_id", tid), ("character_id", c.character_id),
                                    ("label", c.label), ("start", track.start), ("end", track.end),
                                    ("boxes", len(track.boxes)), ("embedding", embeddings[row].tolist())):
                     rows[key].append(value)
@@ -84,6 +78,6 @@ def write_character_outputs(ws: Workspace, videos: Sequence[VideoStages], names:
 
 
 @always_task("character-outputs")
-def character_outputs_task(workspace: str, videos: list[tuple[str, dict]], names_path: Path) -> dict[str, int]:
-    return write_character_outputs(Workspace.open(workspace), [VideoStages.from_outputs(n, o) for n, o in videos],
-                                   read_names(names_path))
+def character_outputs_task(workspace: str, videos: dict[str, VideoOutputs], names_path: Path) -> dict[str, int]:
+    ws = Workspace.open(workspace)
+    return write_character_outputs(ws, videos, LibraryView.load(ws, names_path))

@@ -44,22 +44,22 @@ def render_html(library: str, results: Sequence[VideoResult], out: Path, sheets:
         parts.append(f"<div class='sheet'><img src='{_rel(sheet, out.parent)}' alt='{e(sheet.stem)}'>"
                      f"<br>{caption}</div>")
     for r in ok:
-        timeline = read_timeline_json(r.outputs["timeline_json"])
-        folder = Path(r.outputs["folder"])
+        timeline = read_timeline_json(r.outputs.timeline.timeline_json)
+        folder = r.outputs.timeline.folder
         parts.append(f"<h2>{e(r.video)}</h2>")
         parts += [f"<p><i>{e(note)}</i></p>" for note in r.notes]
         parts.append(f"<img src='{_rel(folder / 'timeline.png', out.parent)}' alt='timeline of {e(r.video)}'>")
-        rows = sorted(timeline["characters"].items(), key=lambda kv: -kv[1]["screen_seconds"])
+        rows = sorted(timeline.characters.items(), key=lambda kv: -kv[1].screen_seconds)
         parts.append("<table><tr><th>character</th><th>on screen</th><th>speaking</th><th>voices</th></tr>" +
-                     "".join(f"<tr><td>{e(label)}</td><td>{c['screen_seconds']:.1f} s</td>"
-                             f"<td>{c['speech_seconds']:.1f} s</td><td>{e(', '.join(c['speakers']) or '—')}</td></tr>"
+                     "".join(f"<tr><td>{e(label)}</td><td>{c.screen_seconds:.1f} s</td>"
+                             f"<td>{c.speech_seconds:.1f} s</td><td>{e(', '.join(c.speakers) or '—')}</td></tr>"
                              for label, c in rows) + "</table>")
-        links = timeline["speaker_links"]
+        links = timeline.speaker_links
         if links:
             parts.append("<table><tr><th>voice</th><th>linked character</th><th>share of its speech with "
                          "that face on screen</th><th>speech</th></tr>" +
-                         "".join(f"<tr><td>{e(link['speaker'])}</td><td>{e(link['character_id'] or 'off-screen')}</td>"
-                                 f"<td>{link['score']:.2f}</td><td>{link['speech_seconds']:.1f} s</td></tr>"
+                         "".join(f"<tr><td>{e(link.speaker)}</td><td>{e(link.character_id or 'off-screen')}</td>"
+                                 f"<td>{link.score:.2f}</td><td>{link.speech_seconds:.1f} s</td></tr>"
                                  for link in links) + "</table>")
     return "\n".join(parts) + "\n"
 

@@ -3,66 +3,29 @@
 In: per video, the cached stage results (tracks, track embeddings, local characters, speaker turns with
 centroids, voice/face co-occurrence). Out: the character and speaker registries updated
 (tasks/library/registry.py), each voice linked to a character from the evidence of the whole library
-(tasks/video/align.py), gallery and subtitle names, all in names.json; and each video's records relabelled
-with global ids — what the timeline is written from.
+(tasks/video/align.py), gallery and subtitle names, all in names.json — what tasks/library/view.py's
+LibraryView reads to give every later step a video's records in library ids and names.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from tasks.video.align import link_voices, video_links
+from tasks.video.align import link_voices
 from tasks.core.config import RunConfig
 from tasks.video.detect import make_detector
 from tasks.video.embed import make_embedder
-from tasks.core.formats import (
-    read_centroids,
-    read_exclusive_turns,
-    read_characters,
-    read_evidence,
-    read_json,
-    read_npy,
-    read_tracks,
-    read_turns,
-    write_json,
-)
+from tasks.core.formats import read_centroids, read_characters, read_json, read_npy, read_tracks, read_turns, write_json
 from tasks.library.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
-from tasks.core.records import Character, Cooccurrence, SpeakerLink, SpeechTurn, Track
+from tasks.core.records import Character, SpeakerLink, SpeechTurn, Track, VideoOutputs
 from tasks.core.stage import always_task
-from tasks.library.subtitles import SubtitleNaming, name_from_subtitles
+from tasks.library.subtitles import name_from_subtitles
 from tasks.library.registry import Registry, face_space, open_registry, registry_paths, voice_space
+from tasks.library.view import NAMES_JSON, LibraryNames, LibraryView, global_evidence
 from tasks.core.workspace import Workspace, file_digest, params_digest
-
-NAMES_JSON = "names.json"
-
-
-@dataclass(frozen=True)
-class VideoStages:
-    """Where one processed video's stage results are (the per-video flow's outputs)."""
-
-    name: str
-    video: Path
-    probe: Path
-    frames: Path
-    tracks: Path
-    embeddings: Path
-    characters: Path
-    evidence: Path
-    turns: Path | None
-    wav: Path | None
-    interval: float
-
-    @classmethod
-    def from_outputs(cls, name: str, outputs: dict[str, str]) -> "VideoStages":
-        return cls(name=name, video=Path(outputs["video"]), probe=Path(outputs["probe"]),
-                   frames=Path(outputs["frames"]), tracks=Path(outputs["tracks"]), embeddings=Path(outputs["embeddings"]),
-                   characters=Path(outputs["characters"]), evidence=Path(outputs["evidence"]),
-                   turns=Path(outputs["turns"]) if outputs.get("turns") else None,
-                   wav=Path(outputs["wav"]) if outputs.get("wav") else None,
-                   interval=float(outputs["interval"]))
 
 
 @dataclass(frozen=True)
@@ -113,60 +76,12 @@ def assign(reg: Registry, video: str, key: str, groups: LocalGroups, threshold: 
     return reg.assign(video, key, groups.ids, groups.embeddings, groups.weights, groups.cannot_link, threshold)
 
 
-@dataclass(frozen=True)
-class LibraryNames:
-    """What the library step decided about identities (names.json): gallery names by character, the
-    subtitle naming, and each global voice's link to a character."""
-
-    gallery: dict[str, GalleryMatch]
-    subtitles: SubtitleNaming | None
-    links: dict[str, SpeakerLink]
-
-
-@dataclass(frozen=True)
-class GlobalView:
-    """One video's records in library terms: global character/speaker ids, gallery names applied."""
-
-    tracks: list[Track]
-    characters: list[Character]
-    turns: list[SpeechTurn]
-    links: list[SpeakerLink]
-
-
-def relabel(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str],
-            names: dict[str, GalleryMatch], links: dict[str, SpeakerLink]) -> GlobalView:
-    """Local characters that joined the same library character are merged; each voice keeps the character of
-    its library link, with this video's figures."""
-    merged: dict[str, list[int]] = {}
-    for c in read_characters(stages.characters):
-        merged.setdefault(char_map.get(c.character_id, c.character_id), []).extend(c.track_ids)
-    characters = [Character(gid, tuple(sorted(tids)), name=names[gid].name if gid in names else None)
-                  for gid, tids in sorted(merged.items())]
-    return GlobalView(read_tracks(stages.tracks), characters, global_turns(stages.turns, voice_map),
-                      video_links(global_evidence(stages, char_map, voice_map), links))
-
-
-def global_turns(path: Path | None, voice_map: dict[str, str], exclusive: bool = False) -> list[SpeechTurn]:
-    """A video's turns in library speaker ids; with `exclusive`, their one-speaker-at-a-time view."""
-    if path is None:
-        return []
-    return [SpeechTurn(t.start, t.end, voice_map.get(t.speaker, t.speaker))
-            for t in (read_exclusive_turns(path) if exclusive else read_turns(path))]
-
-
-def global_evidence(stages: VideoStages, char_map: dict[str, str], voice_map: dict[str, str]) -> list[Cooccurrence]:
-    """A video's co-occurrence evidence in library ids."""
-    return [replace(r, speaker=voice_map.get(r.speaker, r.speaker),
-                    character_id=char_map.get(r.character_id, r.character_id) if r.character_id else None)
-            for r in read_evidence(stages.evidence)]
-
-
-def library_links(videos: Sequence[VideoStages], registries: tuple[Registry, Registry],
+def library_links(videos: Mapping[str, VideoOutputs], registries: tuple[Registry, Registry],
                   cfg: RunConfig) -> list[SpeakerLink]:
     """Every video's co-occurrence evidence in library ids, pooled into one link per global voice."""
     characters, speakers = registries
-    return link_voices([(v.name, global_evidence(v, characters.mapping(v.name), speakers.mapping(v.name)))
-                        for v in videos], cfg.align)
+    return link_voices([(name, global_evidence(v, characters.mapping(name), speakers.mapping(name)))
+                        for name, v in videos.items()], cfg.align)
 
 
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
@@ -185,21 +100,21 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
     return vectors
 
 
-def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConfig,
+def update_identities(ws: Workspace, videos: Mapping[str, VideoOutputs], cfg: RunConfig,
                       gallery: Path | None) -> LibraryNames:
     """Assign every video's characters and voices to library identities (in name order, so the result
     does not depend on which video finished first), link voices to characters, then name characters
     from the gallery and voices (and their characters) from subtitles."""
-    videos = sorted(videos, key=lambda v: v.name)
+    videos = dict(sorted(videos.items()))
     chars_path, voices_path = registry_paths(ws)
     with open_registry(chars_path, "character", "euclidean", face_space(cfg.embed)) as creg, \
             open_registry(voices_path, "speaker", "cosine", voice_space(cfg.diarize)) as sreg:
-        for v in videos:
+        for name, v in videos.items():
             groups = character_groups(read_tracks(v.tracks), read_npy(v.embeddings), read_characters(v.characters))
-            assign(creg, v.name, str(v.characters), groups, cfg.library.face_threshold)
+            assign(creg, name, str(v.characters), groups, cfg.library.face_threshold)
             if v.turns is not None:
                 groups = speaker_groups(read_turns(v.turns), read_centroids(v.turns))
-                assign(sreg, v.name, str(v.turns), groups, cfg.library.voice_threshold)
+                assign(sreg, name, str(v.turns), groups, cfg.library.voice_threshold)
         centroids = creg.centroids()
     matches: list[GalleryMatch] = []
     if gallery is not None:
@@ -210,20 +125,14 @@ def update_identities(ws: Workspace, videos: Sequence[VideoStages], cfg: RunConf
     links = library_links(videos, (creg, sreg), cfg)
     names = LibraryNames({m.character_id: m for m in matches}, None, {link.speaker: link for link in links})
     # Subtitles are read library-wide: a voice keeps one name in every episode.
-    views = [(v.video, global_view(v, (creg, sreg), names)) for v in videos]
-    subtitles = name_from_subtitles([(path, view.turns, view.links) for path, view in views],
+    view = LibraryView(creg, sreg, names)
+    records = [(v.video, view.video(name, v)) for name, v in videos.items()]
+    subtitles = name_from_subtitles([(path, r.turns, r.links) for path, r in records],
                                     {m.character_id: m.name for m in matches},
                                     cfg.library.subtitle_min_share, cfg.library.subtitle_min_lines)
     write_json(ws.library_dir / NAMES_JSON, {"gallery": str(gallery) if gallery else None, "matches": matches,
                                              "subtitles": subtitles, "voice_links": links})
     return replace(names, subtitles=subtitles)
-
-
-def read_names(path: Path) -> LibraryNames:
-    data = read_json(path)
-    return LibraryNames({m["character_id"]: GalleryMatch(**m) for m in data["matches"]},
-                        SubtitleNaming(**data["subtitles"]) if data.get("subtitles") else None,
-                        {d["speaker"]: SpeakerLink(**d) for d in data["voice_links"]})
 
 
 def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int]]:
@@ -241,20 +150,12 @@ def recluster_library(ws: Workspace, cfg: RunConfig) -> dict[str, tuple[int, int
     return counts
 
 
-def global_view(stages: VideoStages, registries: tuple[Registry, Registry], names: LibraryNames) -> GlobalView:
-    """One video's records in library terms; `registries` is (characters, speakers), read once by the caller."""
-    characters, speakers = registries
-    return relabel(stages, characters.mapping(stages.name), speakers.mapping(stages.name), names.gallery,
-                   names.links)
-
-
 # --- Prefect tasks -------------------------------------------------------------------------------
 
 @always_task("identities")
-def identities_task(workspace: str, videos: list[tuple[str, dict]], config: RunConfig,
+def identities_task(workspace: str, videos: dict[str, VideoOutputs], config: RunConfig,
                     gallery: str | None) -> Path:
     """Runs every time (it is cheap, and unchanged videos keep their ids); returns names.json."""
     ws = Workspace.open(workspace)
-    update_identities(ws, [VideoStages.from_outputs(n, o) for n, o in videos], config,
-                      Path(gallery) if gallery else None)
+    update_identities(ws, videos, config, Path(gallery) if gallery else None)
     return ws.library_dir / NAMES_JSON

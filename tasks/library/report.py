@@ -5,7 +5,6 @@ succeeded, what failed and why, which stages were skipped, and each video's char
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from tasks.core.formats import read_timeline_json
@@ -26,15 +25,15 @@ def video_section(result: VideoResult) -> list[str]:
         lines.append(f"- note: {note}")
     if result.skipped_stages:
         lines.append(f"- skipped stages: {', '.join(result.skipped_stages)}")
-    timeline = result.outputs.get("timeline_json")
-    if timeline and Path(timeline).exists():
-        data = read_timeline_json(timeline)
+    files = result.outputs.timeline if result.outputs else None
+    if files and files.timeline_json.exists():
+        data = read_timeline_json(files.timeline_json)
         lines += ["", "| character | on screen | speaking | voices |", "|---|---|---|---|"]
-        for label, c in sorted(data["characters"].items(), key=lambda kv: -kv[1]["screen_seconds"]):
-            voices = ", ".join(c.get("speakers", [])) or "—"
-            lines.append(f"| {label} | {_fmt_seconds(c['screen_seconds'])} | "
-                         f"{_fmt_seconds(c['speech_seconds'])} | {voices} |")
-    lines += ["", f"outputs: `{Path(timeline).parent}`" if timeline else "", ""]
+        for label, c in sorted(data.characters.items(), key=lambda kv: -kv[1].screen_seconds):
+            voices = ", ".join(c.speakers) or "—"
+            lines.append(f"| {label} | {_fmt_seconds(c.screen_seconds)} | "
+                         f"{_fmt_seconds(c.speech_seconds)} | {voices} |")
+    lines += ["", f"outputs: `{files.timeline_json.parent}`" if files else "", ""]
     return lines
 
 

@@ -25,7 +25,7 @@ from tasks.core.formats import (
 from tasks.core.records import VideoResult
 from tasks.core.workspace import Workspace
 from tasks.library.html_report import name_sources, render_html
-from tasks.library.identities import LibraryNames, read_names
+from tasks.library.view import LibraryNames, read_names
 from tasks.library.report import render_report
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -72,14 +72,14 @@ def gallery_folder(library: Path, config: RunConfig) -> str | None:
 
 def write_library_timeline(ws: Workspace, done: Sequence[VideoResult]) -> Path:
     """Every video's timeline rows in one CSV."""
-    spans = [s for r in done for s in read_timeline_csv(r.outputs["timeline_csv"])]
+    spans = [s for r in done for s in read_timeline_csv(r.outputs.timeline.timeline_csv)]
     return write_timeline_csv(ws.library_dir / "timeline.csv", spans)
 
 
 def write_reports(lib: Path, ws: Workspace, ordered: Sequence[VideoResult], names_path: Path | None,
                   seconds: float, detector: str) -> Path:
     """report.md and report.html of the run; returns report.md."""
-    names = read_names(names_path) if names_path else LibraryNames({}, None, {})
+    names = read_names(names_path) if names_path else LibraryNames()
     report = ws.library_dir / "report.md"
     write_text(report, render_report(str(lib), str(ws.root), list(ordered), seconds, detector=detector,
                                      gallery=list(names.gallery.values()), subtitles=names.subtitles))

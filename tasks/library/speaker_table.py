@@ -1,7 +1,8 @@
 """Speaker table: one row per library voice, for the people who use the voices rather than the timelines.
 
 In: the speaker registry (tasks/library/registry.py: each file's local voices with their global id, speech seconds
-and centroid) and the library's names (names.json: voice -> character links, gallery and subtitle names).
+and centroid) and the library's names (tasks/library/view.py: voice -> character links, gallery and subtitle
+names).
 Out: library/speakers_table.parquet — speaker, name, character, character_name, speech_seconds, n_files,
 files (list<string>), centroid (fixed_size_list<float32>[dim], the speech-weighted registry centroid, in the
 registry's embedding space) — and the same without the centroid as library/speakers_table.csv.
@@ -14,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.core.formats import vector_column, write_csv, write_parquet
-from tasks.library.identities import LibraryNames, read_names
-from tasks.library.registry import Registry, load_registries
+from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
 from tasks.core.workspace import Workspace
 
@@ -33,26 +33,22 @@ class SpeakerRow:
     files: tuple[str, ...]
 
 
-def speaker_rows(registry: Registry, names: LibraryNames) -> list[SpeakerRow]:
+def speaker_rows(view: LibraryView) -> list[SpeakerRow]:
     """Rows in speaker id order; speech seconds are the registry weights (each file's speech of that voice)."""
-    subtitle = names.subtitles
-    speaker_names = subtitle.speaker_names if subtitle else {}
-    character_names = {cid: m.name for cid, m in names.gallery.items()}
-    for cid, name in (subtitle.character_names if subtitle else {}).items():
-        character_names.setdefault(cid, name)  # the gallery wins a conflict, as on the timelines
+    registry = view.speakers
     rows = []
     for gid in registry.global_ids():
         members = [m for m in registry.members if m.global_id == gid]
-        link = names.links.get(gid)
+        link = view.names.links.get(gid)
         character = link.character_id if link else None
-        rows.append(SpeakerRow(gid, speaker_names.get(gid), character, character_names.get(character),
+        rows.append(SpeakerRow(gid, view.speaker_name(gid), character, view.character_name(character),
                                round(sum(m.weight for m in members), 3), tuple(sorted({m.video for m in members}))))
     return rows
 
 
-def write_speaker_table(ws: Workspace, names: LibraryNames) -> int:
-    registry = load_registries(ws)[1]
-    rows = speaker_rows(registry, names)
+def write_speaker_table(ws: Workspace, view: LibraryView) -> int:
+    registry = view.speakers
+    rows = speaker_rows(view)
     centroids = registry.centroids()
     dim = len(next(iter(centroids.values()))) if centroids else 0
     import pyarrow as pa
@@ -76,4 +72,5 @@ def write_speaker_table(ws: Workspace, names: LibraryNames) -> int:
 
 @always_task("speaker-table")
 def speaker_table_task(workspace: str, names_path: Path) -> int:
-    return write_speaker_table(Workspace.open(workspace), read_names(names_path))
+    ws = Workspace.open(workspace)
+    return write_speaker_table(ws, LibraryView.load(ws, names_path))

@@ -1,19 +1,20 @@
 """Subtitles: names for voices from the subtitle files that sit beside a video.
 In: `<stem>[.<lang>].srt|ass|ssa|vtt`, speaker turns (library speaker ids), speaker links, gallery names.
-Out: speaker -> name, character -> name, one-line warnings and conflicts. Backend: pysubs2 parses every format.
+Out: speaker -> name, character -> name, one-line warnings and conflicts (applied by tasks/library/view.py). Backend:
+pysubs2 parses every format.
 """
 from __future__ import annotations
 
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pysubs2
 
-from tasks.core.records import Character, SpeakerLink, SpeechTurn
+from tasks.core.records import SpeakerLink, SpeechTurn
 
 # Defaults of the naming rule: a speaker takes a name carried by at least MIN_SHARE of its named lines
 # and by at least MIN_LINES of them (one stray line is never enough).
@@ -285,15 +286,3 @@ def name_from_subtitles(videos: Sequence[tuple[Path, Sequence[SpeechTurn], Seque
     character_names, agreements = reconcile(speaker_names, [link for *_, ls in videos for link in ls],
                                             gallery_names)
     return SubtitleNaming(sources, speaker_names, character_names, notes + conflicts + agreements)
-
-
-def apply_names(characters: Sequence[Character], turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink],
-                naming: SubtitleNaming) -> tuple[list[Character], list[SpeechTurn], list[SpeakerLink]]:
-    """Records relabelled for writing: characters carry their names, and a named voice is filed under its
-    name instead of its library id ("Name (speaker_003)" when two voices carry the same name)."""
-    shared = Counter(name_key(n) for n in naming.speaker_names.values())
-    label = {s: n if shared[name_key(n)] == 1 else f"{n} ({s})" for s, n in naming.speaker_names.items()}
-    characters = [replace(c, name=naming.character_names.get(c.character_id, c.name)) for c in characters]
-    turns = [replace(t, speaker=label.get(t.speaker, t.speaker)) for t in turns]
-    links = [replace(link, speaker=label.get(link.speaker, link.speaker)) for link in links]
-    return characters, turns, links

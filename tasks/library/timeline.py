@@ -29,12 +29,11 @@ from tasks.core.formats import (
     write_webvtt,
 )
 from tasks.video.demux import load_media_info
-from tasks.library.identities import LibraryNames, VideoStages, global_view, read_names
 from tasks.library.plots import plot_timeline
-from tasks.library.subtitles import apply_names
-from tasks.library.registry import load_registries
+from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
-from tasks.core.records import Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineSpan, Track
+from tasks.core.records import (Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles, TimelineSpan, Track,
+                                VideoOutputs)
 from tasks.core.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -135,30 +134,30 @@ def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frame
                         coordinates="source pixels", frame_size=list(source))
 
 
-def publish_timeline(ws: Workspace, stages: VideoStages, names: LibraryNames,
-                     extra: dict[str, Path]) -> dict[str, str]:
+def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: LibraryView,
+                     extra: dict[str, Path]) -> TimelineFiles:
     """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
     Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
-    view = global_view(stages, load_registries(ws), names)
-    characters, turns, links = view.characters, view.turns, view.links
-    if names.subtitles is not None:
-        characters, turns, links = apply_names(characters, turns, links, names.subtitles)
-    dest = ws.video_dir(stages.name)
+    records = view.video(name, outputs)
+    named = view.named(records)
+    dest = ws.video_dir(name)
     with atomic_dir(dest) as tmp:
-        info = load_media_info(stages.probe, stages.video)
-        write_timeline(tmp, stages.name, view.tracks, characters, turns, links, stages.interval, info.duration)
-        write_source_tracks(tmp / TRACKS_JSON, stages.tracks, view.tracks, stages.frames, info.display_size)
-        write_characters(tmp / CHARACTERS_JSON, characters)
-        write_rttm(tmp / SPEAKERS_RTTM, Path(stages.name).stem, view.turns)
-        for name, src in extra.items():
-            shutil.copy2(src, tmp / name)
-    return {"timeline_json": str(dest / TIMELINE_JSON), "timeline_csv": str(dest / TIMELINE_CSV),
-            "rttm": str(dest / SPEECH_RTTM), "speakers_rttm": str(dest / SPEAKERS_RTTM), "folder": str(dest)}
+        info = load_media_info(outputs.probe, outputs.video)
+        write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
+                       info.duration)
+        write_source_tracks(tmp / TRACKS_JSON, outputs.tracks, records.tracks, outputs.frames, info.display_size)
+        write_characters(tmp / CHARACTERS_JSON, named.characters)
+        write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
+        for file, src in extra.items():
+            shutil.copy2(src, tmp / file)
+    return TimelineFiles(timeline_json=dest / TIMELINE_JSON, timeline_csv=dest / TIMELINE_CSV, rttm=dest / SPEECH_RTTM,
+                         speakers_rttm=dest / SPEAKERS_RTTM, folder=dest)
 
 
 @always_task("timeline")
-def timeline_task(workspace: str, name: str, outputs: dict[str, str], names_path: Path) -> dict[str, str]:
-    """Rewritten on every run: it is cheap, and library ids or names may have changed."""
-    extra = {"media.json": Path(outputs["probe"])}
-    return publish_timeline(Workspace.open(workspace), VideoStages.from_outputs(name, outputs), read_names(names_path),
-                            extra)
+def timeline_task(workspace: str, name: str, outputs: VideoOutputs, names_path: Path) -> VideoOutputs:
+    """Rewritten on every run: it is cheap, and library ids or names may have changed. Returns the video's
+    manifest with its timeline files."""
+    ws = Workspace.open(workspace)
+    files = publish_timeline(ws, name, outputs, LibraryView.load(ws, names_path), {"media.json": outputs.probe})
+    return replace(outputs, timeline=files)

@@ -1,9 +1,10 @@
 """Audio features for language models: one vector per speaker turn from a pretrained audio encoder.
 
 In: a turn's samples (16 kHz mono float32), or the workspace of a finished run — each video's speaker turns in
-library speaker ids (tasks/library/identities.py) and its 16 kHz WAV (the demux stage's), read turn by turn.
+library speaker ids and names (tasks/library/view.py) and its 16 kHz WAV (the demux stage's), read turn by turn.
 Out: a (dim,) float32 vector per turn; per library speaker the duration-weighted mean; in the export folder
-audio_features.parquet, speaker_audio_features.parquet and audio_features.json, with a per-video cache under
+audio_features.parquet, speaker_audio_features.parquet (each speaker with its subtitle name, as in
+speakers_table.parquet) and audio_features.json, with a per-video cache under
 WORKSPACE/cache/audio_features/. Backends: transformers Whisper encoder (30 s window, mean of the 20 ms frames
 that cover the audio) and Audio Spectrogram Transformer (10.24 s window, pooler output), offline only.
 """
@@ -31,9 +32,8 @@ from tasks.core.formats import (
     write_npy,
     write_parquet,
 )
-from tasks.library.identities import VideoStages, global_turns
 from tasks.core.records import SpeechTurn
-from tasks.library.registry import load_registries
+from tasks.library.view import LibraryView, global_turns
 from tasks.core.stage import Progress
 from tasks.core.workspace import Workspace, code_fingerprint, folder_identity, params_digest
 
@@ -189,33 +189,31 @@ class VideoTurns:
     cache: Path
 
 
-def library_turns(ws: Workspace, extractor: AudioFeatures) -> tuple[list[VideoTurns], list[str]]:
+def library_turns(ws: Workspace, view: LibraryView, extractor: AudioFeatures) -> tuple[list[VideoTurns], list[str]]:
     """The turns of every video of the last run that has audio, and the names of those without audio.
     A video's cached features are keyed by its turns and WAV stage results, the extractor and the code (this
     module and every castline module it imports)."""
     last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
         raise FileNotFoundError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
-    registries = load_registries(ws)
     identity = extractor.cache_identity()
     videos, silent = [], []
     for v in read_run_summary(last_run).videos:
         if not v.ok:
             continue
-        stages = VideoStages.from_outputs(v.video, v.outputs)
-        if stages.turns is None:
-            silent.append(stages.name)
+        outputs = v.outputs
+        if outputs.turns is None:
+            silent.append(v.video)
             continue
-        if stages.wav is None:  # a run of an older castline, which did not record it
-            raise FileNotFoundError(f"{stages.name}: the last run did not record its audio: run `castline run` again")
-        wav = stages.wav
+        if outputs.wav is None:  # a run of an older castline, which did not record it
+            raise FileNotFoundError(f"{v.video}: the last run did not record its audio: run `castline run` again")
         # Stage results are named by their own content keys (tasks/core/workspace.py): no need to hash them again.
-        key = params_digest(stages.turns.name, wav.name, identity, code_fingerprint(__name__))
+        key = params_digest(outputs.turns.name, outputs.wav.name, identity, code_fingerprint(__name__))
         # One voice at a time: a clip of two people talking at once would describe neither.
-        turns = [t for t in global_turns(stages.turns, registries[1].mapping(stages.name), exclusive=True)
+        turns = [t for t in global_turns(outputs.turns, view.speakers.mapping(v.video), exclusive=True)
                  if t.duration > 0]
-        videos.append(VideoTurns(stages.name, turns, wav,
-                                 ws.root / "cache" / CACHE_STAGE / stages.probe.parent.name / f"{key}.npy"))
+        videos.append(VideoTurns(v.video, turns, outputs.wav,
+                                 ws.root / "cache" / CACHE_STAGE / outputs.probe.parent.name / f"{key}.npy"))
     return videos, silent
 
 
@@ -233,7 +231,8 @@ def export_audio_features(workspace: str | Path, extractor: AudioFeatures, out_d
     to `out_dir`; returns the summary also written to audio_features.json. `progress(done, total)` counts turns."""
     ws = Workspace.open(workspace)
     out_dir = Path(out_dir)
-    videos, silent = library_turns(ws, extractor)
+    view = LibraryView.load(ws)
+    videos, silent = library_turns(ws, view, extractor)
     total, done, reused = sum(len(v.turns) for v in videos), 0, 0
     rows: list[tuple[str, SpeechTurn]] = []
     blocks: list[np.ndarray] = []
@@ -261,6 +260,7 @@ def export_audio_features(workspace: str | Path, extractor: AudioFeatures, out_d
     write_parquet(out_dir / TURNS_PARQUET, {
         "video": pa.array([video for video, _ in rows], pa.string()),
         "speaker": pa.array([t.speaker for _, t in rows], pa.string()),
+        "name": pa.array([view.speaker_name(t.speaker) for _, t in rows], pa.string()),
         "start": pa.array([t.start for _, t in rows], pa.float64()),
         "end": pa.array([t.end for _, t in rows], pa.float64()),
         "feature": vector_column(matrix),
@@ -275,6 +275,7 @@ def export_audio_features(workspace: str | Path, extractor: AudioFeatures, out_d
         means[k] = np.average(matrix[by_speaker[s]], axis=0, weights=[rows[i][1].duration for i in by_speaker[s]])
     write_parquet(out_dir / SPEAKERS_PARQUET, {
         "speaker": pa.array(speakers, pa.string()),
+        "name": pa.array([view.speaker_name(s) for s in speakers], pa.string()),
         "seconds": pa.array(seconds, pa.float64()),
         "n_turns": pa.array([len(by_speaker[s]) for s in speakers], pa.int32()),
         "feature": vector_column(means),

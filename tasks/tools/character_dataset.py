@@ -31,15 +31,15 @@ from tasks.core.contact_sheet import character_sheet, crop_box
 from tasks.tools.dataset import (CONTACT_SHEET, DATA_YAML, MANIFEST, SPLITS, SUMMARY, DatasetError, contact_sheet,
                            dedup_frames, split_videos, yolo_line)
 from tasks.video.detect import read_rgb
-from tasks.core.formats import atomic_dir, read_frames, read_json, sanitize_label, to_jsonable, write_csv
+from tasks.core.formats import (LAST_RUN_JSON, atomic_dir, read_frames, read_run_summary, sanitize_label, to_jsonable,
+                                 write_csv)
 from tasks.video.detect.head_boxes import head_from_face
-from tasks.core.records import Box
+from tasks.core.records import Box, VideoOutputs
 from tasks.tools.params import DatasetLayout
 from tasks.core.workspace import Workspace
 
 CLASS_BALANCE = "class_balance.csv"
 CLASS_SHEETS = "contact_sheets"
-LAST_RUN = "last_run.json"
 CLASSES = "characters"  # dataset.json "classes": what its class ids mean
 
 
@@ -51,48 +51,39 @@ class CharacterDatasetParams(DatasetLayout):
     sheet_crops: int = Field(24, ge=1, description="crops per class on contact_sheets/<class>.png")
 
 
-def _videos_of_last_run(ws: Workspace):
-    from tasks.library.identities import VideoStages
-
-    last_run = ws.library_dir / LAST_RUN
+def _videos_of_last_run(ws: Workspace) -> dict[str, VideoOutputs]:
+    last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
-        raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN}): run `castline run` first")
-    stages = [VideoStages.from_outputs(v["video"], v["outputs"]) for v in read_json(last_run)["videos"] if v["ok"]]
-    if not stages:
+        raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
+    videos = {r.video: r.outputs for r in read_run_summary(last_run).videos if r.ok}
+    if not videos:
         raise DatasetError(f"the last run in {ws.root} has no video that succeeded")
-    return stages
+    return videos
 
 
 def character_boxes(ws: Workspace) -> tuple[list[dict], dict[str, str]]:
     """Per video of the last run: {video, frames_dir, frames, boxes: frame -> [(character_id, Box)]}, and
     character_id -> label (gallery or subtitle name, else the library id), as the timelines name them."""
-    from tasks.library.identities import global_view, read_names
-    from tasks.library.registry import load_registries
-    from tasks.library.subtitles import apply_names
+    from tasks.library.view import NAMES_JSON, LibraryView
 
-    names_path = ws.library_dir / "names.json"
-    if not names_path.is_file():
-        raise DatasetError(f"no library/names.json in {ws.root}: run `castline run` first")
-    names = read_names(names_path)
-    registries = load_registries(ws)
+    if not (ws.library_dir / NAMES_JSON).is_file():
+        raise DatasetError(f"no library/{NAMES_JSON} in {ws.root}: run `castline run` first")
+    view = LibraryView.load(ws)
     videos, labels = [], {}
-    for v in sorted(_videos_of_last_run(ws), key=lambda v: v.name):
-        view = global_view(v, registries, names)
-        characters = view.characters
-        if names.subtitles is not None:
-            characters, _, _ = apply_names(characters, view.turns, view.links, names.subtitles)
-        by_id = {t.track_id: t for t in view.tracks}
+    for name, v in sorted(_videos_of_last_run(ws).items()):
+        records = view.named(view.video(name, v))
+        by_id = {t.track_id: t for t in records.tracks}
         boxes: dict[int, list[tuple[str, Box]]] = defaultdict(list)
-        for c in characters:
+        for c in records.characters:
             labels[c.character_id] = c.label
             for tid in c.track_ids:
                 track = by_id.get(tid)
                 if track is None:
-                    raise DatasetError(f"{v.name}: character {c.label} names track {tid}, which is not in its tracks")
+                    raise DatasetError(f"{name}: character {c.label} names track {tid}, which is not in its tracks")
                 for b in track.boxes:
                     if b.label == "face":
                         boxes[b.frame].append((c.character_id, b))
-        videos.append({"video": v.name, "frames_dir": v.frames.parent, "frames": read_frames(v.frames),
+        videos.append({"video": name, "frames_dir": v.frames.parent, "frames": read_frames(v.frames),
                        "boxes": boxes})
     return videos, labels
 

@@ -1,4 +1,5 @@
-"""Projection into an LLM's token-embedding space. In: the character and speaker registries, adaptor configs or folders.
+"""Projection into an LLM's token-embedding space. In: the character and speaker registries and their names
+(tasks/library/view.py), adaptor configs or folders.
 Out: raw and projected vectors per identity and per member (Parquet, .npy), TensorBoard projector TSVs, a PCA map.
 Backends: torch (LayerNorm + linear or 2-layer GELU MLP adaptor, safetensors weights), OpenCV (HD views), matplotlib.
 """
@@ -26,7 +27,8 @@ from tasks.core.formats import (
     write_parquet,
     write_text,
 )
-from tasks.library.registry import Registry, load_registries
+from tasks.library.registry import Registry
+from tasks.library.view import LibraryView
 from tasks.core.workspace import Workspace
 from tasks.tools.params import AdaptorConfig
 
@@ -179,15 +181,14 @@ def _workspace(root: Path) -> Workspace:
     return ws
 
 
-def _registries(ws: Workspace) -> dict[_Modality, Registry]:
-    characters, speakers = load_registries(ws)
-    return {IMAGE: characters, VOICE: speakers}
+def _registries(view: LibraryView) -> dict[_Modality, Registry]:
+    return {IMAGE: view.characters, VOICE: view.speakers}
 
 
 def registry_dims(workspace_root: Path) -> dict[str, int | None]:
     """{"image": face embedding width, "voice": voice embedding width}; None where a registry is empty.
     What an AdaptorConfig's in_dim must be for export_library."""
-    regs = _registries(_workspace(workspace_root))
+    regs = _registries(LibraryView.load(_workspace(workspace_root)))
     return {m.name: (len(r.members[0].embedding) if r.members else None) for m, r in regs.items()}
 
 
@@ -265,49 +266,8 @@ def _plot_map(exports: list[_Export], out: Path) -> None:
     plt.close(fig)
 
 
-def export_library(workspace_root: Path, out_dir: Path, cfg_image: AdaptorConfig | None,
-                   cfg_voice: AdaptorConfig | None) -> dict:
-    """Project every library character (face centroid) and speaker (voice centroid), and each of their
-    members, into the LLM space; write them under `out_dir` (each file atomically) and return a summary.
-
-    Adaptors: `out_dir/adaptors/<image|voice>/` when present (trained weights), else built from the
-    config's seed (a None config means in_dim from the registry, DEFAULT_OUT_DIM, linear, seed 0).
-    An empty registry is skipped and its old files removed. Files, for <kind> in characters | speakers:
-      <kind>_projected.parquet   global_id, name, n_members, raw [in_dim], projected [out_dim]
-      <kind>_members_projected.parquet  video, local_id, global_id, weight, raw, projected
-      <kind>_raw.npy (n, in_dim), <kind>_projected.npy (n, out_dim); ids.json: row order of both
-      projector/ vectors.tsv, metadata.tsv (id, name, kind), projector_config.pbtxt; map.png; export.json
-    """
-    out_dir = Path(out_dir)
-    ws = _workspace(workspace_root)
-    names_file = ws.library_dir / "names.json"
-    gallery = {m["character_id"]: m["name"] for m in read_json(names_file).get("matches", [])} \
-        if names_file.exists() else {}
-    exports: list[_Export] = []
-    for modality, reg in _registries(ws).items():
-        if not reg.members:
-            for stale in (f"{modality.plural}_projected.parquet", f"{modality.kind}_members_projected.parquet",
-                          f"{modality.plural}_raw.npy", f"{modality.plural}_projected.npy"):
-                (out_dir / stale).unlink(missing_ok=True)
-            continue
-        asked = cfg_image if modality is IMAGE else cfg_voice
-        module, cfg, source = _resolve_adaptor(out_dir / "adaptors" / modality.name, asked,
-                                               len(reg.members[0].embedding))
-        centroids = reg.centroids()
-        ids = list(centroids)
-        raw = np.stack([centroids[g] for g in ids])
-        member_raw = np.stack([m.embedding for m in reg.members]).astype(np.float32)
-        exports.append(_Export(
-            modality, cfg, source, ids, [gallery.get(g) for g in ids],
-            [sum(m.global_id == g for m in reg.members) for g in ids], raw, project(raw, module),
-            [(m.video, m.local_id, m.global_id, m.weight) for m in reg.members], member_raw,
-            project(member_raw, module)))
-    if not exports:
-        raise ValueError(f"the registries of {workspace_root} have no members: run `castline run` first")
-    if len({e.cfg.out_dim for e in exports}) > 1:
-        # One LLM, one embedding width: vectors of two widths cannot be tokens of the same model.
-        raise ValueError(f"image and voice adaptors project to different widths: {[e.cfg.out_dim for e in exports]}")
-
+def _write_exports(exports: Sequence[_Export], out_dir: Path) -> None:
+    """Each kind's identities and members, raw and projected, as Parquet and .npy; ids.json gives the row order."""
     for e in exports:
         p = e.modality.plural
         write_parquet(out_dir / f"{p}_projected.parquet", {
@@ -327,7 +287,9 @@ def export_library(workspace_root: Path, out_dir: Path, cfg_image: AdaptorConfig
     write_json(out_dir / "ids.json",
                {p: by_plural[p].ids if p in by_plural else [] for p in ("characters", "speakers")})
 
-    # TensorBoard's projector (or projector.tensorflow.org: load vectors.tsv, then metadata.tsv).
+
+def _write_projector(exports: Sequence[_Export], out_dir: Path) -> None:
+    """TensorBoard's projector files (or projector.tensorflow.org: load vectors.tsv, then metadata.tsv)."""
     buf = io.StringIO()
     np.savetxt(buf, np.concatenate([e.projected for e in exports]), fmt="%.6g", delimiter="\t")
     write_text(out_dir / "projector" / "vectors.tsv", buf.getvalue())
@@ -337,6 +299,52 @@ def export_library(workspace_root: Path, out_dir: Path, cfg_image: AdaptorConfig
     write_text(out_dir / "projector" / "projector_config.pbtxt",
                'embeddings {\n  tensor_name: "castline"\n  tensor_path: "vectors.tsv"\n'
                '  metadata_path: "metadata.tsv"\n}\n')
+
+
+def export_library(workspace_root: Path, out_dir: Path, cfg_image: AdaptorConfig | None,
+                   cfg_voice: AdaptorConfig | None) -> dict:
+    """Project every library character (face centroid) and speaker (voice centroid), and each of their
+    members, into the LLM space; write them under `out_dir` (each file atomically) and return a summary.
+
+    Adaptors: `out_dir/adaptors/<image|voice>/` when present (trained weights), else built from the
+    config's seed (a None config means in_dim from the registry, DEFAULT_OUT_DIM, linear, seed 0).
+    An empty registry is skipped and its old files removed. Files, for <kind> in characters | speakers:
+      <kind>_projected.parquet   global_id, name, n_members, raw [in_dim], projected [out_dim]
+      <kind>_members_projected.parquet  video, local_id, global_id, weight, raw, projected
+      <kind>_raw.npy (n, in_dim), <kind>_projected.npy (n, out_dim); ids.json: row order of both
+      projector/ vectors.tsv, metadata.tsv (id, name, kind), projector_config.pbtxt; map.png; export.json
+    """
+    out_dir = Path(out_dir)
+    ws = _workspace(workspace_root)
+    view = LibraryView.load(ws)
+    name_of = {IMAGE: view.character_name, VOICE: view.speaker_name}
+    exports: list[_Export] = []
+    for modality, reg in _registries(view).items():
+        if not reg.members:
+            for stale in (f"{modality.plural}_projected.parquet", f"{modality.kind}_members_projected.parquet",
+                          f"{modality.plural}_raw.npy", f"{modality.plural}_projected.npy"):
+                (out_dir / stale).unlink(missing_ok=True)
+            continue
+        asked = cfg_image if modality is IMAGE else cfg_voice
+        module, cfg, source = _resolve_adaptor(out_dir / "adaptors" / modality.name, asked,
+                                               len(reg.members[0].embedding))
+        centroids = reg.centroids()
+        ids = list(centroids)
+        raw = np.stack([centroids[g] for g in ids])
+        member_raw = np.stack([m.embedding for m in reg.members]).astype(np.float32)
+        exports.append(_Export(
+            modality, cfg, source, ids, [name_of[modality](g) for g in ids],
+            [sum(m.global_id == g for m in reg.members) for g in ids], raw, project(raw, module),
+            [(m.video, m.local_id, m.global_id, m.weight) for m in reg.members], member_raw,
+            project(member_raw, module)))
+    if not exports:
+        raise ValueError(f"the registries of {workspace_root} have no members: run `castline run` first")
+    if len({e.cfg.out_dim for e in exports}) > 1:
+        # One LLM, one embedding width: vectors of two widths cannot be tokens of the same model.
+        raise ValueError(f"image and voice adaptors project to different widths: {[e.cfg.out_dim for e in exports]}")
+
+    _write_exports(exports, out_dir)
+    _write_projector(exports, out_dir)
     _plot_map(exports, out_dir / "map.png")
 
     summary = {
