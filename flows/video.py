@@ -53,8 +53,8 @@ def both_branches(video_branch: Callable[[], None], audio_branch: Callable[[], N
 
     # torch's thread count is process-wide: two branches each with all of this video's threads spin-wait on
     # each other. bench/branch_threads_benchmark.py (60 frames of MTCNN beside 300 s of diarization, 2 cores):
-    # one after the other 22.5 s, at once with 2 threads each 25.2 s, at once with 1 each 18.8 s. The video's share comes
-    # back when the audio branch ends, usually long before the video branch does.
+    # one after the other 22.5 s, at once with 2 threads each 25.2 s, at once with 1 each 18.8 s. The video's
+    # share comes back when the audio branch ends, usually long before the video branch does.
     share = torch.get_num_threads()
     torch.set_num_threads(max(1, share // 2))
 
