@@ -27,10 +27,10 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColum
 from rich.text import Text
 from rich.theme import Theme
 
+from tasks.video.pipeline import AUDIO_STAGES  # their own row: the audio branch runs beside the video branch
+
 # Units of the stages that report progress: what their `done` and `total` count.
 FRAME_STAGES = {"frames", "detect", "embed"}
-# The stages of a video's audio branch, which runs beside its video branch (flows/video.py): a row of their own.
-AUDIO_STAGES = {"audio", "diarize"}
 # Prefect's console styles (its logging.yml), for log lines on a terminal.
 STYLES = {"log.web_url": "bright_blue", "log.local_url": "bright_blue", "log.info_level": "cyan",
           "log.warning_level": "yellow3", "log.error_level": "red3", "log.critical_level": "bright_red",

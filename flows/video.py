@@ -27,13 +27,12 @@ from tasks.video.diarize import diarize_task
 from tasks.video.embed import embed_task
 from tasks.core.errors import ModelUnavailable
 from tasks.core.formats import to_jsonable
-from tasks.video.pipeline import STAGES, StageKeys
+from tasks.video.pipeline import AUDIO_STAGES, STAGES, StageKeys
 from tasks.core.records import VideoOutputs, VideoResult
 from tasks.core.stage import current_video
 from tasks.video.track import track_task
 from tasks.core.workspace import Workspace
 
-AUDIO_STAGES = ["audio", "diarize"]
 
 
 class NotFinished(Exception):
@@ -111,7 +110,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
 
     if info.audio is None:
         keys.skip(AUDIO_STAGES)
-        result.skipped_stages += AUDIO_STAGES
+        result.skipped_stages += list(AUDIO_STAGES)
         result.notes.append("no audio stream: audio stages skipped")
         video_branch()
     else:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.core.device import Setting
+
 
 def without_retired(data: Any, retired: set[str], prefix: str, why: str) -> Any:
     """`data` without the keys of settings castline no longer has, with a warning naming them: old config
@@ -209,7 +211,7 @@ class RunConfig(_Params):
         return without_retired(data, {"vad"}, "", "the diarizer finds speech itself")
 
     parallel: int = Field(2, ge=1, le=64, description="videos processed at the same time")
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: Setting = Field(
         "auto", description="where the torch models run (MTCNN, YOLO, CLIP/ViT, the diarizer): auto | cpu | cuda "
                             "(auto: the GPU when torch sees one)")
     demux: DemuxParams = DemuxParams()

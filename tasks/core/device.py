@@ -8,12 +8,12 @@ rounding, so a re-run on the other device reuses it.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from tasks.core.errors import ModelUnavailable
 
-Setting = Literal["auto", "cpu", "cuda"]
-SETTINGS: tuple[str, ...] = ("auto", "cpu", "cuda")
+Setting = Literal["auto", "cpu", "cuda"]  # the config field's type (tasks/core/config.py RunConfig.device)
+SETTINGS: tuple[str, ...] = get_args(Setting)
 
 _setting: str = "auto"
 

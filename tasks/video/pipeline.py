@@ -23,6 +23,10 @@ from tasks.video.demux import FRAMES_INDEX
 from tasks.core.workspace import StageKey, Workspace, code_fingerprint, model_identity, params_digest
 
 
+# The stages of a video's audio branch: skipped for a video without sound, run beside the video branch.
+AUDIO_STAGES = ("audio", "diarize")
+
+
 def _no_params(cfg: RunConfig) -> dict:
     return {}
 
