@@ -1,4 +1,6 @@
-from tasks.video.align import cooccurrence, link_voices, merge_intervals, screen_pieces, video_links
+import numpy as np
+
+from tasks.video.align import cooccurrence, link_voices, merge_intervals, same_face_voices, screen_pieces, video_links
 from tasks.core.config import AlignParams
 from tasks.core.records import Box, Character, Segment, SpeakerLink, SpeechTurn, Track
 from tasks.library.timeline import build_timeline
@@ -114,6 +116,40 @@ def test_voices_of_different_videos_may_share_a_face_but_not_voices_of_one():
     both = cooccurrence([SpeechTurn(0.0, 4.0, "X"), SpeechTurn(0.0, 3.0, "Y")], tracks, chars, 1.0)
     links = {l.speaker: l.character_id for l in link_voices([("v1", both)], AlignParams())}
     assert links == {"X": "character_000", "Y": None}
+
+
+def _unit(angle_deg):
+    a = np.radians(angle_deg)
+    return np.array([np.cos(a), np.sin(a), 0.0])
+
+
+def test_voices_the_same_face_vouches_for_merge_when_close_and_never_heard_together():
+    # cosine distance 1 - cos(angle): 40 deg -> 0.23, 60 deg -> 0.5, 70 deg -> 0.66
+    centroids = {"speaker_001": _unit(0), "speaker_002": _unit(60), "speaker_003": _unit(40),
+                 "speaker_004": _unit(-20), "speaker_005": _unit(130)}
+    links = [SpeakerLink("speaker_001", "character_000", 0.9, 10.0, 9.0),
+             SpeakerLink("speaker_002", "character_000", 0.8, 5.0, 4.0),
+             SpeakerLink("speaker_003", "character_000", 0.7, 4.0, 3.0),
+             SpeakerLink("speaker_004", "character_001", 0.9, 6.0, 5.0),
+             SpeakerLink("speaker_005", None, 0.0, 3.0, 0.0)]
+    heard_in = {"speaker_001": {"a"}, "speaker_002": {"b"}, "speaker_003": {"a", "b"}, "speaker_004": {"c"},
+                "speaker_005": {"d"}}
+    # 003 is heard in a video with each of the others (other people); 001-002 at 0.5 are under 0.55; 004 is close to
+    # 001 but linked to another face; 005 has no face at all.
+    assert same_face_voices(links, centroids, heard_in, 0.55) == [("speaker_001", "speaker_002")]
+    assert same_face_voices(links, centroids, heard_in, 0.45) == []
+    # 002-003 (20 deg) is the closest pair heard apart: each voice takes part in one pair only.
+    heard_in["speaker_003"] = {"e"}
+    assert same_face_voices(links, centroids, heard_in, 0.55) == [("speaker_002", "speaker_003")]
+
+
+def test_a_merged_registry_voice_keeps_one_id_in_every_video():
+    from tasks.library.registry import Member, Registry
+
+    reg = Registry("speaker", "cosine", [Member("a", "k", "S0", "speaker_000", 1.0, _unit(0).astype(np.float32)),
+                                          Member("b", "k", "S0", "speaker_001", 1.0, _unit(60).astype(np.float32))])
+    reg.merge("speaker_000", "speaker_001")
+    assert reg.global_ids() == ["speaker_000"] and reg.mapping("b") == {"S0": "speaker_000"}
 
 
 def test_published_tracks_are_scaled_from_sampled_to_source_pixels():

@@ -182,6 +182,12 @@ class LibraryParams(_Params):
     # pyannote pipelines need their own value.
     voice_threshold: float = Field(0.3, gt=0, lt=2,
                                    description="max cosine distance between a file's voice and a library speaker it joins")
+    # The same voice in two files with the same face on screen: trn07's and trn08's Alex Lacamoire are 0.47
+    # apart (too far for voice_threshold: two different montage voices are 0.43-0.45 apart), and both are
+    # linked to his face. Different people linked to one face would need a wrong link in two files.
+    voice_face_threshold: float = Field(
+        0.5, ge=0, lt=2, description="max cosine distance between two library voices, never heard in one file and "
+                                     "linked to the same character, under which they are one speaker [0: never]")
     gallery: str | None = Field(None, description="folder of <Name>/*.jpg photos [default: LIBRARY/gallery when present]")
     gallery_threshold: float = Field(0.55, gt=0, le=2,
                                      description="max dlib distance between a character and a gallery name that names it")

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tasks.video.align import link_voices
+from tasks.video.align import link_voices, same_face_voices
 from tasks.core.config import RunConfig
 from tasks.video.detect import make_detector
 from tasks.video.embed import make_embedder
@@ -84,6 +84,24 @@ def library_links(videos: Mapping[str, VideoOutputs], registries: tuple[Registry
                         for name, v in videos.items()], cfg.align)
 
 
+def linked_voices(videos: Mapping[str, VideoOutputs], registries: tuple[Registry, Registry],
+                  cfg: RunConfig) -> list[SpeakerLink]:
+    """Voices linked to characters; library voices that the same face vouches for are merged in the speaker
+    registry first (tasks/video/align.py's same_face_voices), then linked again."""
+    speakers = registries[1]
+    links = library_links(videos, registries, cfg)
+    while True:
+        heard_in: dict[str, set[str]] = {}
+        for m in speakers.members:
+            heard_in.setdefault(m.global_id, set()).add(m.video)
+        pairs = same_face_voices(links, speakers.centroids(), heard_in, cfg.library.voice_face_threshold)
+        if not pairs:
+            return links
+        for kept, merged in pairs:
+            speakers.merge(kept, merged)
+        links = library_links(videos, registries, cfg)
+
+
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
     """Gallery vectors, cached under a key of the photos' content and the model parameters."""
     photos = gallery_images(gallery)
@@ -115,6 +133,7 @@ def update_identities(ws: Workspace, videos: Mapping[str, VideoOutputs], cfg: Ru
             if v.turns is not None:
                 groups = speaker_groups(read_turns(v.turns), read_centroids(v.turns))
                 assign(sreg, name, str(v.turns), groups, cfg.library.voice_threshold)
+        links = linked_voices(videos, (creg, sreg), cfg)
         centroids = creg.centroids()
     matches: list[GalleryMatch] = []
     if gallery is not None:
@@ -122,7 +141,6 @@ def update_identities(ws: Workspace, videos: Mapping[str, VideoOutputs], cfg: Ru
         matches = name_characters(centroids, vectors, cfg.library.gallery_threshold,
                                   loose_threshold=cfg.library.gallery_loose_threshold,
                                   min_gap=cfg.library.gallery_min_gap)
-    links = library_links(videos, (creg, sreg), cfg)
     names = LibraryNames({m.character_id: m for m in matches}, None, {link.speaker: link for link in links})
     # Subtitles are read library-wide: a voice keeps one name in every episode.
     view = LibraryView(creg, sreg, names)

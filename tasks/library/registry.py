@@ -165,6 +165,10 @@ class Registry:
                          for i, lid in enumerate(local_ids)]
         return result
 
+    def merge(self, into: str, other: str) -> None:
+        """Identity `other` becomes `into`: every member of it, in every video, takes that id."""
+        self.members = [replace(m, global_id=into) if m.global_id == other else m for m in self.members]
+
     def recluster(self, threshold: float, separate_within_video: bool) -> None:
         """Rebuild every global id from all members at once (average linkage; with
         `separate_within_video`, two groups of one video never merge), keeping ids stable where a new

@@ -15,6 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from tasks.core.config import AlignParams
 from tasks.core.formats import read_characters, read_frames, read_tracks, read_turns, write_evidence
 from tasks.core.records import Character, Cooccurrence, Segment, SpeakerLink, SpeechTurn, Track
@@ -149,6 +151,35 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     for spk in speech:
         links.setdefault(spk, SpeakerLink(spk, None, 0.0, round(speech[spk], 3), 0.0))
     return [links[s] for s in sorted(links)]
+
+
+def same_face_voices(links: Sequence[SpeakerLink], centroids: dict[str, np.ndarray], heard_in: dict[str, set[str]],
+                     threshold: float) -> list[tuple[str, str]]:
+    """Pairs of library voices that are one person: linked to the same character, never heard in one video,
+    and closer than `threshold` (cosine) — looser than the registry's own voice threshold, because the face
+    is a second, independent witness. Returns (kept id, merged id) pairs, the kept one the lower id, closest
+    pairs first; a voice takes part in at most one pair (the caller merges, links again and asks again)."""
+    by_face: dict[str, list[str]] = defaultdict(list)
+    for link in links:
+        if link.character_id is not None and link.speaker in centroids:
+            by_face[link.character_id].append(link.speaker)
+    candidates = []
+    for voices in by_face.values():
+        for i, a in enumerate(sorted(voices)):
+            for b in sorted(voices)[i + 1:]:
+                if heard_in.get(a, set()) & heard_in.get(b, set()):
+                    continue
+                u, v = centroids[a], centroids[b]
+                distance = 1.0 - float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)
+                if distance < threshold:
+                    candidates.append((distance, a, b))
+    merged: set[str] = set()
+    pairs = []
+    for _, a, b in sorted(candidates):
+        if a not in merged and b not in merged:
+            pairs.append((a, b))
+            merged.update((a, b))
+    return pairs
 
 
 def video_links(rows: Sequence[Cooccurrence], library: dict[str, SpeakerLink]) -> list[SpeakerLink]:
