@@ -8,5 +8,6 @@ class ModelUnavailable(RuntimeError):
     turns a per-video failure into a one-line reason catches it."""
 
     @classmethod
-    def offline(cls, model: str) -> "ModelUnavailable":
-        return cls(f"model {model} is not available offline: put it in the Hugging Face cache or give a local path")
+    def offline(cls, model: str, why: str = "") -> "ModelUnavailable":
+        return cls(f"model {model} is not available offline{f' ({why})' if why else ''}: put it in the Hugging Face "
+                   f"cache or give a local path")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tasks.core.errors import ModelUnavailable
 from tasks.core.formats import TEMP_SUFFIX, read_json, write_json
@@ -54,18 +54,30 @@ def model_identity(path: str | Path) -> list[tuple[str, int, int]]:
     raise ModelUnavailable(f"model file not found: {path}")
 
 
-def model_folder(model: str) -> Path:
-    """The files of a Hugging Face model: `model` itself when it is a local folder, else the snapshot of the id
-    in the local cache (looked up with local_files_only: never downloaded)."""
-    if Path(model).expanduser().is_dir():
-        return Path(model).expanduser()
+def local_model(model: str, unavailable: Callable[[str], ModelUnavailable] | None = None) -> Path:
+    """`model` itself when it is a file or folder on disk, else the snapshot of the Hugging Face id `model` in the
+    local cache (looked up with local_files_only: never downloaded). Otherwise raises `unavailable(reason)`, a
+    stage's own message [default: ModelUnavailable.offline]."""
+    unavailable = unavailable or (lambda why: ModelUnavailable.offline(model, why))
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
     try:
         return Path(snapshot_download(model, local_files_only=True))
-    except (HFValidationError, FileNotFoundError) as e:  # not an id; not in the cache (LocalEntryNotFoundError)
-        raise ModelUnavailable.offline(model) from e
+    except HFValidationError:
+        raise unavailable("no such file or folder, and not a Hugging Face id") from None
+    except FileNotFoundError:  # LocalEntryNotFoundError, IncompleteSnapshotError
+        raise unavailable("no such file or folder, and not in the local Hugging Face cache") from None
+
+
+def model_folder(model: str, unavailable: Callable[[str], ModelUnavailable] | None = None) -> Path:
+    """The folder of a model's files (a config file's folder): new weights in the same folder, or a new snapshot
+    of the same id, must not reuse results cached from the old ones."""
+    source = local_model(model, unavailable)
+    return source if source.is_dir() else source.parent
 
 
 def params_digest(*parts: Any) -> str:

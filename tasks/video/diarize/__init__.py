@@ -18,6 +18,7 @@ from tasks.core.config import DiarizeParams
 from tasks.core.formats import write_diarization
 from tasks.core.records import Diarization
 from tasks.core.stage import Progress, ProgressBar, stage_task
+from tasks.core.workspace import model_folder
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ def _offline(wav: Path, params: DiarizeParams, progress: Progress) -> Diarizatio
 
 
 def _pyannote_files(params: DiarizeParams) -> list[Path]:
-    from tasks.video.diarize.pyannote import model_folder
+    from tasks.video.diarize.pyannote import pipeline_unavailable
 
-    return [model_folder(params.model)]
+    return [model_folder(params.model, lambda why: pipeline_unavailable(params.model, why))]
 
 
 def _pyannote(wav: Path, params: DiarizeParams, progress: Progress) -> Diarization:

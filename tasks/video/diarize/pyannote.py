@@ -25,13 +25,14 @@ from tasks.core.config import DiarizeParams
 from tasks.core.errors import ModelUnavailable
 from tasks.core.records import Diarization, SpeechTurn
 from tasks.core.stage import Progress
+from tasks.core.workspace import local_model
 
 # The library flow diarizes videos in threads; a pyannote pipeline is not documented as safe to share
 # between threads, so loading and calls take turns (each call already uses every core through torch).
 _LOCK = threading.Lock()
 
 
-def _unavailable(model: str, why: str) -> ModelUnavailable:
+def pipeline_unavailable(model: str, why: str) -> ModelUnavailable:
     from huggingface_hub import constants
 
     return ModelUnavailable(
@@ -42,20 +43,9 @@ def _unavailable(model: str, why: str) -> ModelUnavailable:
 
 
 def resolve(model: str) -> Path:
-    """The pipeline's folder or config.yaml: `model` itself when it exists on disk, else the snapshot of the
-    Hugging Face id `model` in the local cache (looked up with local_files_only: never downloaded)."""
-    path = Path(model).expanduser()
-    if path.exists():
-        return path
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except HFValidationError:
-        raise _unavailable(model, "no such file or folder, and not a Hugging Face id") from None
-    except FileNotFoundError:  # LocalEntryNotFoundError, IncompleteSnapshotError
-        raise _unavailable(model, "no such file or folder, and not in the local Hugging Face cache") from None
+    """The pipeline's folder or its config.yaml, on disk or in the local Hugging Face cache; else why not, in
+    pyannote's terms."""
+    return local_model(model, lambda why: pipeline_unavailable(model, why))
 
 
 def segmentation_specifications():
@@ -66,13 +56,6 @@ def segmentation_specifications():
     return Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=10.0,
                           min_duration=10.0, warm_up=(0.0, 0.0), classes=["speaker#1", "speaker#2", "speaker#3"],
                           powerset_max_classes=2, permutation_invariant=True)
-
-
-def model_folder(model: str) -> Path:
-    """The folder of the pipeline's files (config and checkpoints): new weights in the same folder, or a new
-    snapshot of the same id, must not reuse turns cached from the old ones."""
-    source = resolve(model)
-    return source if source.is_dir() else source.parent
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,7 +73,7 @@ def load_pipeline(model: str):
     try:
         pipeline = Pipeline.from_pretrained(source)
     except FileNotFoundError as e:  # a config.yaml, checkpoint or cached id the config names is missing
-        raise _unavailable(model, " ".join(str(e).split())) from None
+        raise pipeline_unavailable(model, " ".join(str(e).split())) from None
     if not isinstance(pipeline, SpeakerDiarization):
         raise ValueError(f"pyannote pipeline {model!r} is a {type(pipeline).__name__}, not a SpeakerDiarization")
     # A `legacy` pipeline returns the Annotation alone; castline also needs its speaker embeddings.
