@@ -88,6 +88,60 @@ def character_boxes(ws: Workspace) -> tuple[list[dict], dict[str, str]]:
     return videos, labels
 
 
+def _class_counts(videos: list[dict]) -> tuple[dict[str, Counter], dict[str, set[str]]]:
+    """Boxes per character and split, and the videos each character is in (before the minimum-examples rule)."""
+    count: dict[str, Counter] = defaultdict(Counter)
+    seen_in: dict[str, set[str]] = defaultdict(set)
+    for v in videos:
+        for frame in v["frames"]:
+            for cid, _ in v["boxes"].get(frame.index, []):
+                count[cid][v["split"]] += 1
+                seen_in[cid].add(v["video"])
+    return count, seen_in
+
+
+def _choose_classes(count: dict[str, Counter], labels: dict[str, str], min_examples: int, root: Path) -> list[str]:
+    """The characters with at least `min_examples` train boxes, in label order; a one-line error when none."""
+    if not count:
+        raise DatasetError(f"the last run in {root} has no character with a face box")
+    classes = sorted((cid for cid in count if count[cid]["train"] >= min_examples), key=lambda cid: (labels[cid], cid))
+    if not classes:
+        best = max(count, key=lambda cid: count[cid]["train"])
+        raise DatasetError(f"no character has {min_examples} train boxes (min_examples); the most is "
+                           f"{labels[best]} with {count[best]['train']}: lower --min-examples or add videos")
+    return classes
+
+
+def _write_images(tmp: Path, videos: list[dict], class_of: dict[str, int], box: str) -> tuple[list[dict], int]:
+    """Every kept frame whose characters are all classes, as an image and its YOLO label file; returns the
+    manifest rows and how many frames were left out (a box of a dropped character would teach "background")."""
+    for split in SPLITS:
+        (tmp / "images" / split).mkdir(parents=True)
+        (tmp / "labels" / split).mkdir(parents=True)
+    rows, left_out = [], 0
+    for v in videos:
+        split, stem_base = v["split"], safe_video(v["video"])
+        size = None
+        for frame in v["frames"]:
+            on_frame = v["boxes"].get(frame.index, [])
+            if any(cid not in class_of for cid, _ in on_frame):
+                left_out += 1
+                continue
+            if size is None:
+                size = read_rgb(v["frames_dir"] / frame.file).shape[1::-1]
+            width, height = size
+            boxes = [(class_of[cid], head_from_face(b, width, height) if box == "head" else b) for cid, b in on_frame]
+            stem = f"{stem_base}_{frame.index:06d}"
+            image = Path("images") / split / f"{stem}.jpg"
+            shutil.copyfile(v["frames_dir"] / frame.file, tmp / image)
+            (tmp / "labels" / split / f"{stem}.txt").write_text(
+                "".join(yolo_line(b, width, height, k) + "\n" for k, b in boxes), encoding="utf-8")
+            rows.append({"image": image.as_posix(), "split": split, "video": v["video"], "t": frame.t,
+                         "detector": CLASSES, "boxes": [b for _, b in boxes], "classes": [k for k, _ in boxes],
+                         "width": width, "height": height})
+    return rows, left_out
+
+
 def build_character_dataset(workspace: str | Path, out_dir: str | Path, params: CharacterDatasetParams) -> dict:
     """Write the characters dataset of the workspace's last run to out_dir; returns the summary (dataset.json)."""
     ws = Workspace.open(workspace)
@@ -97,55 +151,13 @@ def build_character_dataset(workspace: str | Path, out_dir: str | Path, params: 
                             params.seed)
     for v in videos:
         v["split"] = split_of[safe_video(v["video"])]
-        kept = dedup_frames(v["frames_dir"], v["frames"], params.dedup_hamming)
-        v["frames"] = kept
-    # Class balance before the rule, to decide it and to report it.
-    count = defaultdict(Counter)  # character_id -> split -> boxes
-    seen_in = defaultdict(set)
-    for v in videos:
-        for frame in v["frames"]:
-            for cid, _ in v["boxes"].get(frame.index, []):
-                count[cid][v["split"]] += 1
-                seen_in[cid].add(v["video"])
-    if not count:
-        raise DatasetError(f"the last run in {ws.root} has no character with a face box")
-    classes = sorted((cid for cid in count if count[cid]["train"] >= params.min_examples),
-                     key=lambda cid: (labels[cid], cid))
-    if not classes:
-        best = max(count, key=lambda cid: count[cid]["train"])
-        raise DatasetError(f"no character has {params.min_examples} train boxes (min_examples); the most is "
-                           f"{labels[best]} with {count[best]['train']}: lower --min-examples or add videos")
-    class_of = {cid: k for k, cid in enumerate(classes)}
+        v["frames"] = dedup_frames(v["frames_dir"], v["frames"], params.dedup_hamming)
+    count, seen_in = _class_counts(videos)
+    classes = _choose_classes(count, labels, params.min_examples, ws.root)
     names = _class_names([labels[cid] for cid in classes])
     dropped = sorted(set(count) - set(classes))
-
-    rows = []
     with atomic_dir(out_dir) as tmp:
-        for split in SPLITS:
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "labels" / split).mkdir(parents=True)
-        frames_left_out = 0
-        for v in videos:
-            split, stem_base = v["split"], safe_video(v["video"])
-            size = None
-            for frame in v["frames"]:
-                on_frame = v["boxes"].get(frame.index, [])
-                if any(cid not in class_of for cid, _ in on_frame):
-                    frames_left_out += 1
-                    continue
-                if size is None:
-                    size = read_rgb(v["frames_dir"] / frame.file).shape[1::-1]
-                width, height = size
-                boxes = [(class_of[cid], head_from_face(b, width, height) if params.box == "head" else b)
-                         for cid, b in on_frame]
-                stem = f"{stem_base}_{frame.index:06d}"
-                image = Path("images") / split / f"{stem}.jpg"
-                shutil.copyfile(v["frames_dir"] / frame.file, tmp / image)
-                (tmp / "labels" / split / f"{stem}.txt").write_text(
-                    "".join(yolo_line(b, width, height, k) + "\n" for k, b in boxes), encoding="utf-8")
-                rows.append({"image": image.as_posix(), "split": split, "video": v["video"], "t": frame.t,
-                             "detector": CLASSES, "boxes": [b for _, b in boxes], "classes": [k for k, _ in boxes],
-                             "width": width, "height": height})
+        rows, frames_left_out = _write_images(tmp, videos, {cid: k for k, cid in enumerate(classes)}, params.box)
         has = {s: any(r["split"] == s for r in rows) for s in SPLITS}
         if not has["train"] or not has["val"]:
             missing = "train" if not has["train"] else "val"
@@ -157,10 +169,8 @@ def build_character_dataset(workspace: str | Path, out_dir: str | Path, params: 
         _write_manifest(tmp, rows, names)
         balance = _write_balance(tmp, classes, names, labels, count, seen_in, dropped, params.min_examples)
         if params.coco:
-            for split in SPLITS:
-                if has[split]:
-                    (tmp / f"annotations_{split}.json").write_text(json.dumps(_coco(rows, split, names)),
-                                                                   encoding="utf-8")
+            for split in (s for s in SPLITS if has[s]):
+                (tmp / f"annotations_{split}.json").write_text(json.dumps(_coco(rows, split, names)), encoding="utf-8")
         if params.contact_sheet and rows:
             cv2.imwrite(str(tmp / CONTACT_SHEET), contact_sheet(tmp, rows, params.contact_sheet))
         _class_sheets(tmp, rows, names, params.sheet_crops)
