@@ -191,6 +191,44 @@ def _teacher(dataset_dir: Path) -> tuple[FaceDetector | None, str | None, int]:
     return make_detector(params), summary["teacher"], p["min_face"]
 
 
+def _epoch_logger(log: Log, progress: Progress) -> Callable:
+    """ultralytics' on_fit_epoch_end callback: one log line per epoch (loss, mAP50, recall, time) and progress."""
+    def on_epoch(trainer) -> None:
+        if not getattr(trainer.validator, "training", True):
+            return  # ultralytics reruns this callback after training, as epoch N+1, for its final eval of best.pt
+        m = trainer.metrics or {}
+        loss = trainer.tloss
+        loss = sum(float(v) for v in loss.values()) if isinstance(loss, dict) else float(np.sum(np.asarray(loss or 0)))
+        log(f"epoch {trainer.epoch + 1}/{trainer.epochs}: loss {loss:.3f}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
+            f"recall {m.get('metrics/recall(B)', 0):.3f}  ({trainer.epoch_time or 0:.0f} s)")
+        if progress is not None:
+            progress(trainer.epoch + 1, trainer.epochs)
+
+    return on_epoch
+
+
+def _held_out_metrics(dataset_dir: Path, split: str, weights: Path, names: dict, classes: str, scores,
+                      params: TrainParams, log: Log) -> tuple[dict, float, str | None]:
+    """ultralytics' mAP on the held-out split, with recall and precision against the dataset's teacher at a
+    confidence calibrated on val (or params.conf); logged, and returned with that confidence and the teacher."""
+    teacher, teacher_name, min_face = _teacher(dataset_dir)
+    # A characters dataset's classes are all faces (each one person's): recall is measured on faces of any class.
+    class_map = {str(n): "face" for n in names.values()} if classes != "face" else None
+    conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou,
+                                         class_map=class_map)
+    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf, class_map=class_map)
+    comparison = compare_with_teacher(dataset_dir, split, yolo, teacher, min_face, params.match_iou)
+    metrics = {"map50": float(scores.box.map50), "map50_95": float(scores.box.map), **comparison,
+               "per_class_map50": per_class_map50(scores, names)}
+    if len(names) > 1:
+        log("per-class mAP50 on held-out " + split + ": " + ", ".join(
+            f"{n} {v:.3f}" if v is not None else f"{n} (not in {split})" for n, v in metrics["per_class_map50"].items()))
+    log(f"held-out {split} ({comparison['held_out_frames']} frames): mAP50 {metrics['map50']:.3f}  "
+        f"mAP50-95 {metrics['map50_95']:.3f}  recall {metrics['recall_vs_teacher']:.3f}  "
+        f"precision {metrics['precision_vs_teacher']:.3f} vs {teacher_name} at conf {conf:g}")
+    return metrics, conf, teacher_name
+
+
 def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: TrainParams,
                    progress: Progress = None, log: Log | None = None) -> dict:
     """Train, evaluate on the held-out split and register; returns the registry entry.
@@ -216,18 +254,7 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
     log(f"estimate: {n_train} train + {n_val} val images x {params.epochs} epochs x {ms:.0f} ms/img "
         f"(forward+backward, x{EPOCH_OVERHEAD} overhead) = ~{estimate / 60:.1f} min")
 
-    def on_epoch(trainer) -> None:
-        if not getattr(trainer.validator, "training", True):
-            return  # ultralytics reruns this callback after training, as epoch N+1, for its final eval of best.pt
-        m = trainer.metrics or {}
-        loss = trainer.tloss
-        loss = sum(float(v) for v in loss.values()) if isinstance(loss, dict) else float(np.sum(np.asarray(loss or 0)))
-        log(f"epoch {trainer.epoch + 1}/{trainer.epochs}: loss {loss:.3f}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
-            f"recall {m.get('metrics/recall(B)', 0):.3f}  ({trainer.epoch_time or 0:.0f} s)")
-        if progress is not None:
-            progress(trainer.epoch + 1, trainer.epochs)
-
-    model.add_callback("on_fit_epoch_end", on_epoch)
+    model.add_callback("on_fit_epoch_end", _epoch_logger(log, progress))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="castline-train-") as tmp:
         # A copy of data.yaml pointing at where the dataset is now, so a moved dataset still trains.
@@ -246,22 +273,9 @@ def train_detector(dataset_dir: str | Path, workspace_root: str | Path, params: 
         scores = YOLO(str(weights), task="detect").val(
             data=str(data_yaml), split=split, imgsz=params.imgsz, batch=params.batch, workers=0, device=device.name(),
             plots=False, verbose=False, project=str(project / run_id), name="val", exist_ok=True)
-    teacher, teacher_name, min_face = _teacher(dataset_dir)
     classes = _dataset_classes(dataset_dir)
-    # A characters dataset's classes are all faces (each one person's): recall is measured on faces of any class.
-    class_map = {str(n): "face" for n in info["names"].values()} if classes != "face" else None
-    conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou,
-                                         class_map=class_map)
-    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf, class_map=class_map)
-    comparison = compare_with_teacher(dataset_dir, split, yolo, teacher, min_face, params.match_iou)
-    metrics = {"map50": float(scores.box.map50), "map50_95": float(scores.box.map), **comparison,
-               "per_class_map50": per_class_map50(scores, info["names"])}
-    if len(info["names"]) > 1:
-        log("per-class mAP50 on held-out " + split + ": " + ", ".join(
-            f"{n} {v:.3f}" if v is not None else f"{n} (not in {split})" for n, v in metrics["per_class_map50"].items()))
-    log(f"held-out {split} ({comparison['held_out_frames']} frames): mAP50 {metrics['map50']:.3f}  "
-        f"mAP50-95 {metrics['map50_95']:.3f}  recall {metrics['recall_vs_teacher']:.3f}  "
-        f"precision {metrics['precision_vs_teacher']:.3f} vs {teacher_name} at conf {conf:g}")
+    metrics, conf, teacher_name = _held_out_metrics(dataset_dir, split, weights, info["names"], classes, scores,
+                                                    params, log)
     return register_detector(workspace_root, {
         "id": run_id,
         "weights": str(weights),
