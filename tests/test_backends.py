@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from flows.cli import field_option
+from flows.cli_options import field_option
 from tasks.core.config import DetectParams, DiarizeParams, EmbedParams
 from tasks.tools.audio_features import BACKENDS as AUDIO_BACKENDS
 from tasks.tools.params import AudioBackend, DatasetParams
