@@ -139,7 +139,9 @@ class DiarizeParams(_Params):
                                                               "join their nearest; at most 10 % of a chunk's parts)")
     min_clean: float = Field(1.0, ge=0, le=10, description="offline: seconds a part needs without anyone else "
                                                            "speaking to found a speaker")
-    min_duration_off: float = Field(0.0, ge=0, le=2, description="offline: pauses shorter than this inside a "
+    # Pooled montage DER: 30.6 % at 0 and 0.1, 30.3 % from 0.2 to 1.0 (trn08's gaps between one speaker's words);
+    # sample.wav (held out) 3.1 % up to 0.3, 4.0 % at 0.4, 5.3 % from 0.5: 0.25 sits inside both plateaus.
+    min_duration_off: float = Field(0.25, ge=0, le=2, description="offline: pauses shorter than this inside a "
                                                                   "speaker's speech are filled")
     max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
     chunk: float = Field(300.0, ge=30, description="offline: seconds of audio read, diarized and held in memory at "
