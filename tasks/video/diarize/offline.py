@@ -33,7 +33,9 @@ from tasks.video.cluster import average_linkage
 from tasks.core.config import DiarizeParams
 from tasks.core.records import Diarization, SpeechTurn
 from tasks.core.stage import Progress
-from tasks.video.diarize.voice_models import EMBEDDING_DIM, SAMPLE_RATE, TRUNK_HOP, campplus, fbank, segmentation_model
+from tasks.video.diarize.voice_models import (
+    EMBEDDING_DIM, SAMPLE_RATE, TRUNK_HOP, campplus, fbank, segmentation_forward, segmentation_model,
+)
 
 WINDOW = 10.0  # segmentation-3.0's window (s)
 BATCH = 32  # segmentation windows per forward pass
@@ -64,6 +66,7 @@ def segment(samples: np.ndarray, offset: float, step: float):
     from pyannote.core import SlidingWindow, SlidingWindowFeature
 
     model = segmentation_model()
+    forward = segmentation_forward()
     width, hop = int(WINDOW * SAMPLE_RATE), int(round(step * SAMPLE_RATE))
     n = 1 + max(0, math.ceil((len(samples) - width) / hop))
     padded = np.zeros((n - 1) * hop + width, dtype=np.float32)
@@ -74,8 +77,8 @@ def segment(samples: np.ndarray, offset: float, step: float):
     out = []
     with torch.inference_mode():
         for i in range(0, n, BATCH):
-            batch = torch.from_numpy(np.array(views[i:i + BATCH]))[:, None].to(next(model.parameters()).device)
-            out.append(powerset.to_multilabel(model(batch)).cpu().numpy())
+            scores = torch.from_numpy(forward(np.array(views[i:i + BATCH])[:, None]))
+            out.append(powerset.to_multilabel(scores).numpy())
     return SlidingWindowFeature(np.concatenate(out), SlidingWindow(start=offset, duration=WINDOW, step=step))
 
 

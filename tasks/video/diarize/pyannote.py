@@ -65,7 +65,6 @@ def load_pipeline(model: str):
     A snapshot is loaded as a local folder, so its `$model/...` checkpoints are read from it; a config that
     names other Hugging Face ids (pyannote 3.x pipelines name their segmentation and embedding models so)
     reads them from the cache only, under HF_HUB_OFFLINE (tasks/core/offline.py)."""
-    import torch
     from pyannote.audio import Pipeline
     from pyannote.audio.pipelines import SpeakerDiarization
 

