@@ -32,8 +32,8 @@ from tasks.video.demux import load_media_info
 from tasks.library.plots import plot_timeline
 from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
-from tasks.core.records import (Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles, TimelineSpan, Track,
-                                VideoOutputs)
+from tasks.core.records import (OFFSCREEN_PREFIX, Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles,
+                                TimelineSpan, Track, VideoOutputs)
 from tasks.core.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -47,7 +47,7 @@ TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by ch
 
 
 def offscreen_label(speaker: str) -> str:
-    return f"offscreen_{speaker}"
+    return f"{OFFSCREEN_PREFIX}{speaker}"
 
 
 def speaker_labels(characters: Sequence[Character], links: Sequence[SpeakerLink]) -> dict[str, str]:
