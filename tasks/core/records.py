@@ -300,6 +300,11 @@ class VideoResult:
     # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def audio_only(self) -> bool:
+        """An audio file: its video stages were skipped (flows/video.py), so it has no picture and no face."""
+        return "frames" in self.skipped_stages
+
 
 @dataclass
 class RunSummary:

@@ -27,8 +27,11 @@ from tasks.core.workspace import Workspace
 from tasks.library.report import render_report
 from tasks.library.report_files import write_html_report
 from tasks.library.view import LibraryNames, LibraryView
+from tasks.video.demux import AUDIO_EXTENSIONS
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+# Audio files are episodes too (voices only; tasks/video/demux.py is_audio_file).
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 WORKSPACE_DIRNAME = ".castline"
 
 
@@ -36,9 +39,10 @@ def default_workspace(library: str | Path) -> Path:
     return Path(library) / WORKSPACE_DIRNAME
 
 
-def list_videos(library: Path, workspace: Path) -> list[Path]:
-    """Video files under `library` by extension, sorted; hidden folders and the workspace are skipped,
-    and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+def list_videos(library: Path, workspace: Path, audio: bool = True) -> list[Path]:
+    """Video files (and, with `audio`, audio files) under `library` by extension, sorted; hidden folders and
+    the workspace are skipped, and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+    extensions = MEDIA_EXTENSIONS if audio else VIDEO_EXTENSIONS
     if not library.is_dir():
         raise NotADirectoryError(f"library folder not found: {library}")
     found = []
@@ -46,7 +50,7 @@ def list_videos(library: Path, workspace: Path) -> list[Path]:
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                              and (here / d).resolve() != workspace.resolve())
-        found += [here / f for f in filenames if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+        found += [here / f for f in filenames if Path(f).suffix.lower() in extensions]
     return sorted(found)
 
 
@@ -56,7 +60,8 @@ def video_name(library: Path, video: Path) -> str:
 
 
 def no_videos_message(library: Path) -> str:
-    return f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})"
+    return (f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))} and audio files "
+            f"{' '.join(sorted(AUDIO_EXTENSIONS))})")
 
 
 def failure_message(results: Sequence[VideoResult]) -> str | None:
