@@ -1,4 +1,5 @@
-"""Headless Chromium for the tests: open a page from disk, say what did not load, take a PNG.
+"""Headless Chromium for the tests and scripts/ui_screenshots.py: open a page from disk, say what did not load,
+take a PNG.
 
 Debian's `chromium` (scripts/bootstrap.sh installs it) driven by Playwright's Python API; Playwright's own
 browser download is never used (executable_path points at the installed one).
@@ -9,8 +10,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
@@ -19,7 +18,12 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("no headless Chromium on PATH: scripts/bootstrap.sh installs Debian's chromium")
+    raise FileNotFoundError("no headless Chromium on PATH: scripts/bootstrap.sh installs Debian's chromium")
+
+
+def launch(playwright):
+    """The installed Chromium, headless; no sandbox (root in a container has none) and no GPU."""
+    return playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
 
 
 @dataclass
@@ -46,7 +50,7 @@ def load(path: Path, screenshot: Path | None = None, width: int = 1400) -> Loade
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             failed: list[str] = []
