@@ -111,6 +111,8 @@ def section_key(entry: TimelineCharacter, view: LibraryView) -> tuple[str, str]:
 
 
 def build_cast(timelines: Sequence[Timeline], view: LibraryView) -> Cast:
+    """Every video's timeline entries gathered into sections (section_key), each character labelled and its
+    voices named as the timelines do (through `view`), then ordered and coloured for the page."""
     appearances: dict[str, dict[str, Appearance]] = {}
     kinds: dict[str, str] = {}
     key_of: dict[tuple[str, str], str] = {}
