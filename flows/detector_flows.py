@@ -31,7 +31,7 @@ def dataset_flow(library: str, out: str, params: DatasetParams = DatasetParams()
     """Label every video of LIBRARY with the bootstrap detector into a YOLO dataset at OUT (split by video)."""
     logger = get_run_logger()
     lib = Path(library).resolve()
-    videos = list_videos(lib, default_workspace(lib))
+    videos = list_videos(lib, default_workspace(lib), audio=False)  # a dataset needs pictures
     logger.info("labelling %d video(s) of %s with %s", len(videos), lib, params.teacher)
     hook = _progress_artifact("castline-dataset", f"videos labelled from {lib.name}")
 

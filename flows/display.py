@@ -293,7 +293,8 @@ def found_lines(summary: dict) -> list[str]:
         if files is None or not files.timeline_json.exists():
             continue
         t = read_timeline_json(files.timeline_json)
-        chars = t.characters
+        # A voice never seen with a face has a timeline entry of its own (offscreen_…), not a character.
+        chars = {label: c for label, c in t.characters.items() if not c.offscreen}
         named = sorted({c.name for c in chars.values() if c.name})
         unnamed = sum(1 for c in chars.values() if not c.name)
         who = ", ".join(named + ([f"{unnamed} unnamed"] if unnamed else [])) or "none"
@@ -302,6 +303,9 @@ def found_lines(summary: dict) -> list[str]:
         said = f"{len(voices)} voice{'s' if len(voices) != 1 else ''}" + (f" → {', '.join(voices)}" if voices else "")
         if "diarize" in v.skipped_stages:
             said = "no audio"
+        if v.audio_only:
+            lines.append(f"  {v.video:<{width}}  audio file, no pictures; {said}")
+            continue
         lines.append(f"  {v.video:<{width}}  {len(chars)} character{'s' if len(chars) != 1 else ''} "
                      f"({who}); {said}")
     return lines

@@ -176,7 +176,7 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     write_library_timeline(ws, done)
     seconds = time.perf_counter() - started
     report = write_reports(lib, ws, ordered, names_path if done else None, seconds,
-                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})")
+                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})", config=config)
     publish_run_artifacts(str(lib), ordered, report)
     summary = write_summary(lib, ws, ordered, seconds, report, detect, why)
     for r in done:

@@ -1,5 +1,6 @@
 """Per-video flow: one video through demux → detect → track → embed → cluster, and beside it
-audio → diarize, then align its voices to its faces.
+audio → diarize, then align its voices to its faces. An audio file (tasks/video/demux.py is_audio_file) runs
+the audio branch only; a video without sound, the video branch only.
 
 Each stage's result path is its cache key (tasks/video/pipeline.py), so a re-run skips finished stages and a
 killed run resumes from the last stage that completed. Bad input ends this video's run with a one-line
@@ -21,13 +22,23 @@ from tasks.core import device
 from tasks.video.align import align_task, sampling_interval
 from tasks.video.cluster import cluster_task
 from tasks.core.config import RunConfig
-from tasks.video.demux import MediaError, audio_task, check_file, frames_task, load_media_info, probe_task, require_video
+from tasks.video.demux import (
+    MediaError,
+    audio_task,
+    check_file,
+    frames_task,
+    is_audio_file,
+    load_media_info,
+    probe_task,
+    require_audio,
+    require_video,
+)
 from tasks.video.detect import detect_task
 from tasks.video.diarize import diarize_task
 from tasks.video.embed import embed_task
 from tasks.core.errors import ModelUnavailable
 from tasks.core.formats import to_jsonable
-from tasks.video.pipeline import AUDIO_STAGES, STAGES, StageKeys
+from tasks.video.pipeline import AUDIO_STAGES, STAGES, VIDEO_STAGES, StageKeys, no_video_results
 from tasks.core.records import VideoOutputs, VideoResult
 from tasks.core.stage import current_video
 from tasks.video.track import track_task
@@ -93,8 +104,12 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
     check_file(video)  # before hashing: the content hash would block on a FIFO or fail on a dangling link
     keys = StageKeys(ws.video_id(video), cfg)
     info = load_media_info(run("probe", probe_task, video), video)
-    require_video(info)
-    if info.vfr:
+    audio_file = is_audio_file(video)
+    if audio_file:
+        require_audio(info)
+    else:
+        require_video(info)
+    if info.vfr and not audio_file:
         result.notes.append("variable frame rate: frames are sampled by presentation time")
 
     def video_branch() -> None:
@@ -108,7 +123,13 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         run("audio", audio_task, video, sample_rate=cfg.demux.sample_rate)
         run("diarize", diarize_task, params=cfg.diarize, label=name)
 
-    if info.audio is None:
+    if audio_file:  # the mirror of a silent video: voices only, the video stages stand for "nobody seen"
+        keys.skip(VIDEO_STAGES)
+        result.skipped_stages += list(VIDEO_STAGES)
+        result.notes.append("audio file: video stages skipped (voices only)")
+        paths.update(no_video_results(ws))
+        audio_branch()
+    elif info.audio is None:
         keys.skip(AUDIO_STAGES)
         result.skipped_stages += list(AUDIO_STAGES)
         result.notes.append("no audio stream: audio stages skipped")

@@ -33,14 +33,15 @@ def video_key(library: str | Path, video: str, kind: str) -> str:
 def found_markdown(result: VideoResult, report: Path) -> str:
     """Characters and voices of one video as Markdown tables."""
     t = read_timeline_json(result.outputs.timeline.timeline_json)
-    chars = t.characters
+    # A voice heard with no face (offscreen_…) is in the voice table, not a character.
+    chars = {label: c for label, c in t.characters.items() if not c.offscreen}
     lines = [f"## {result.video}", "",
              "| Character | Name | On screen (s) | Speaking (s) | Voices |", "|---|---|---:|---:|---|"]
     for label, c in sorted(chars.items(), key=lambda kv: -kv[1].screen_seconds):
         lines.append(f"| {c.character_id} | {c.name or '*unnamed*'} | {c.screen_seconds:.1f} | "
                      f"{c.speech_seconds:.1f} | {', '.join(c.speakers) or '—'} |")
     if not chars:
-        lines.append("| — | *no face found* | | | |")
+        lines.append("| — | " + ("*audio file: no pictures*" if result.audio_only else "*no face found*") + " | | | |")
     label_of = {c.character_id: label for label, c in chars.items()}
     links = t.speaker_links
     lines += ["", "| Voice | Linked to | Speech (s) | With that face on screen (s) | Share |", "|---|---|---:|---:|---:|"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs whatever castline needs that this machine lacks, and nothing twice:
-# Debian packages (ffmpeg), a virtualenv in .venv, the project in editable mode.
+# Debian packages (ffmpeg, chromium), a virtualenv in .venv, the project in editable mode.
 # Sourced by `make demo` / `make test`; safe to run again (each step checks before it acts).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +8,8 @@ cd "$root"
 
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# Headless Chromium: the tests open report.html in it, scripts/ui_screenshots.py photographs the Prefect UI.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[bootstrap] installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -83,6 +83,9 @@ WS_PLACEHOLDER = "<WORKSPACE>"
 SUMMARY_FILES = ("library/last_run.json", "runs/*.json")
 SUMMARY_RUN_FIELDS = ("finished_at", "seconds", "videos[].seconds", "videos[].stage_seconds")
 REPORT_RUN_LINES = ("- wall time: ",)
+# report.html's header rows of the run itself (tasks/library/html_report.py writes one per line)
+HTML_RUN_LINES = ("<dt>finished</dt>", "<dt>wall time</dt>")
+RUN_LINES = {"library/report.md": REPORT_RUN_LINES, "library/report.html": HTML_RUN_LINES}
 RUN_SPECIFIC = {
     "every file": f"the workspace's absolute path (in JSON strings, Parquet string columns such as "
                   f"registries' video_key, report.md): replaced by {WS_PLACEHOLDER}",
@@ -90,6 +93,7 @@ RUN_SPECIFIC = {
     "runs/<UTC time>.json": "the file name (the newest summary is compared; older ones are a killed "
                             "run's that had finished its work)",
     "library/report.md": "the line starting " + repr(REPORT_RUN_LINES[0]),
+    "library/report.html": "the header lines starting " + " and ".join(map(repr, HTML_RUN_LINES)),
 }
 REL_TOL = 1e-6
 ABS_TOL = 1e-9  # for values that are 0 in one run
@@ -362,8 +366,9 @@ def compare_file(rel: str, a: Path, a_ws: str, b: Path, b_ws: str) -> str | None
         return f"bytes differ ({len(da)} vs {len(db)} bytes)"
     except Exception as ex:  # noqa: BLE001 - an unreadable output is the finding
         return f"unreadable: {type(ex).__name__}: {ex}"
-    la = [l for l in ta.replace(a_ws, WS_PLACEHOLDER).splitlines() if not (rel == "library/report.md" and l.startswith(REPORT_RUN_LINES))]
-    lb = [l for l in tb.replace(b_ws, WS_PLACEHOLDER).splitlines() if not (rel == "library/report.md" and l.startswith(REPORT_RUN_LINES))]
+    run_lines = RUN_LINES.get(rel, ())
+    la = [l for l in ta.replace(a_ws, WS_PLACEHOLDER).splitlines() if not (run_lines and l.startswith(run_lines))]
+    lb = [l for l in tb.replace(b_ws, WS_PLACEHOLDER).splitlines() if not (run_lines and l.startswith(run_lines))]
     if la == lb and ta.endswith("\n") == tb.endswith("\n"):
         return None
     for i, (x, y) in enumerate(zip(la, lb)):

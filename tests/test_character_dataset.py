@@ -95,6 +95,29 @@ def test_characters_dataset_bad_input_is_one_line(run_workspace, tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
+def test_characters_dataset_leaves_the_last_runs_audio_files_out(tmp_path):
+    from tasks.core.formats import LAST_RUN_JSON, write_json
+    from tasks.core.records import RunSummary, VideoOutputs, VideoResult
+    from tasks.core.workspace import Workspace
+    from tasks.tools.character_dataset import _videos_of_last_run
+    from tasks.video.pipeline import VIDEO_STAGES
+
+    ws = Workspace.open(tmp_path / "ws")
+    outputs = VideoOutputs(*(tmp_path / n for n in ("v", "p", "f", "t", "e", "c", "a", "d", "w")), interval=1.0)
+    video = VideoResult("ep1.mp4", True, outputs=outputs)
+    sound = VideoResult("ep2.wav", True, skipped_stages=list(VIDEO_STAGES), outputs=outputs)
+
+    def last_run(*videos):
+        summary = RunSummary("lib", str(ws.root), "", 0.0, [], [], list(videos), "", {})
+        write_json(ws.library_dir / LAST_RUN_JSON, summary)
+
+    last_run(video, sound)
+    assert list(_videos_of_last_run(ws)) == ["ep1.mp4"]
+    last_run(sound)
+    with pytest.raises(DatasetError, match="no video that succeeded"):
+        _videos_of_last_run(ws)
+
+
 def test_teacher_dataset_with_three_kinds(tmp_path, sample_dir):
     """Faces by Haar, persons by HOG, heads by the rule, one class each, on two real clips."""
     from tasks.tools.dataset import DatasetParams, build_dataset

@@ -1,4 +1,5 @@
 import wave
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,6 +48,21 @@ def test_audio_only_file_has_no_video(media_dir):
     info = probe(media_dir / "audio_only.m4a")
     with pytest.raises(NoVideoStreamError, match="no video stream"):
         require_video(info)
+
+
+def test_audio_files_are_known_by_extension_and_inspected_as_voices_only(media_dir):
+    from tasks.video.demux import AUDIO_EXTENSIONS, is_audio_file, require_audio
+
+    assert AUDIO_EXTENSIONS == {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus"}
+    assert is_audio_file("ep1.WAV") and is_audio_file("a/b.opus") and not is_audio_file("ep1.mp4")
+    info = probe(media_dir / "audio_only.m4a")
+    require_audio(info)
+    plan = describe(info, DemuxParams())["plan"]
+    assert plan[0].startswith("audio file: video stages") and "diarization" in plan[1]
+    with pytest.raises(NoAudioStreamError, match="no audio stream in an audio file: silent.wav"):
+        require_audio(replace(info, path="silent.wav", streams=()))
+    with pytest.raises(NoVideoStreamError, match=r"as \.m4a, \.wav … its voices would be processed"):
+        require_video(replace(info, path="song.mp4"))
 
 
 def test_video_only_file_has_no_audio(media_dir, tmp_path):

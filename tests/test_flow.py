@@ -169,7 +169,7 @@ def test_bad_options_config_and_empty_library_say_so_in_one_line(tmp_path):
             (["--config", str(typo)], 2, f"castline: {typo}: line 2: demux.fpz: unknown key"),
             (["--config", str(broken)], 2, f"castline: {broken}: line 3: expected <block end>, but found '<block mapping start>'"),
             ([], 1, f"castline: warning: no video found in {lib} (looked for .avi .flv .m4v .mkv .mov .mp4 .mpeg .mpg "
-                    f".ts .webm .wmv)")):
+                    f".ts .webm .wmv and audio files .flac .m4a .mp3 .ogg .opus .wav)")):
         r = castline("run", str(lib), *args)
         assert (r.returncode, r.stderr.splitlines()) == (code, [line]), args
     debug = castline("--debug", "run", str(lib), "--fps", "-1")

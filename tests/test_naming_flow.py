@@ -53,6 +53,7 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     names = json.loads((ws / "library" / "names.json").read_text())["subtitles"]
     assert sorted(set(names["speaker_names"].values())) == ["Barack_Obama", "Rose_Leslie"]
     page = (ws / "library" / "report.html").read_text()
+    tables = {}
     for stem in ("montage_dev00", "montage_dev01"):
         timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
         named = {label for label, c in timeline.characters.items() if c.name}
@@ -67,8 +68,15 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
         for cid in {link.character_id for link in links if link.character_id}:
             assert sum(link.speech_seconds for link in links if link.character_id == cid) == \
                 pytest.approx(by_id[cid].speech_seconds, abs=0.01)
-        section = page.split(f"<h2>{stem}.mp4</h2>")[1].split("<h2>")[0]
-        assert all(f"<td>{link.speech_seconds:.1f} s</td>" in section for link in links)
+        # report.html's tables of this video give this video's figures (dev00 and dev01 differ).
+        section = page.split(f"<section class='video' id='v-{stem}-mp4'>")[1].split("</section>")[0]
+        voices = section.split("<table class='voices'>")[1].split("</table>")[0]
+        assert all(f"<td class='num'>{link.speech_seconds:.1f} s</td></tr>" in voices for link in links)
+        chars = section.split("<table class='characters'>")[1].split("</table>")[0]
+        assert all(f">{label}</a></td><td class='num'>{c.screen_seconds:.1f} s</td><td class='num'>"
+                   f"{c.speech_seconds:.1f} s</td>" in chars for label, c in timeline.characters.items())
+        tables[stem] = (chars, voices)
+    assert tables["montage_dev00"] != tables["montage_dev01"]
     # speakers.rttm keeps library speaker ids, so files stay comparable across runs.
     assert "speaker_" in (ws / "videos" / "montage_dev00.mp4" / "speakers.rttm").read_text()
     # Library-level character outputs: a contact sheet per character, appearances, track embeddings.
@@ -85,11 +93,19 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     named = {v["name"]: v for v in voices if v["name"]}
     assert set(named) == {"Barack_Obama", "Rose_Leslie"}
     assert all(v["character_name"] == n and v["n_files"] == 2 and len(v["centroid"]) == 192 for n, v in named.items())
-    # The static HTML report opens from disk: every picture it shows exists beside it.
+    # The static HTML report opens from disk: every picture and clip it shows exists beside it.
     import re
     images = re.findall(r"<img src='([^']+)'", page)
+    clips = re.findall(r"<audio controls preload='metadata' src='([^']+)'", page)
     assert len(images) >= 4 and all((ws / "library" / src).is_file() for src in images)
-    assert "Barack_Obama" in page and "(named from subtitles)" in page
+    assert len(clips) >= 2 and all((ws / "library" / src).is_file() for src in clips)
+    assert "Barack_Obama <small>(named from subtitles)</small>" in page
+    # ... and keeps working when the report and its files are moved: headless Chromium finds every image and
+    # clip of the copy, with the workspace gone (below, once the tools that read it are done).
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(ws / "library" / "report.html", moved)
+    shutil.copytree(ws / "library" / "report_files", moved / "report_files")
 
     # The tools name voices as the timelines do: audio features and the LLM projection carry the subtitle names.
     from tasks.tools.audio_features import SPEAKERS_PARQUET, export_audio_features, make_extractor
@@ -105,3 +121,11 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     assert {p["global_id"]: p["name"] for p in projected} == by_voice
     characters = pq.read_table(tmp_path / "llm" / "characters_projected.parquet").to_pylist()
     assert {"Barack_Obama", "Rose_Leslie"} <= {c["name"] for c in characters}
+
+    from browser import load
+
+    shutil.rmtree(ws)
+    loaded = load(moved / "report.html", screenshot=tmp_path / "report.png")
+    assert loaded.failed == [] and loaded.broken_images == [] and loaded.console_errors == []
+    assert len(loaded.audio) == len(clips) and all(not isinstance(d, str) and d > 0.3 for _, d in loaded.audio)
+    assert (tmp_path / "report.png").stat().st_size > 50_000

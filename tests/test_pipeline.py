@@ -142,3 +142,28 @@ def test_a_changed_file_of_the_default_voice_models_rekeys_diarize(tmp_path, mon
     before = keys_of()
     (root / voice_models.CAMPPLUS_WEIGHTS).write_bytes(b"other weights")
     assert changed(before, keys_of()) == {"diarize", "align"}
+
+
+def test_an_audio_file_never_needs_the_face_models(tmp_path, no_network):
+    """The mirror of a silent video: an audio file skips the video stages, so their models are never looked for,
+    and its align key does not depend on them."""
+    from tasks.video.pipeline import VIDEO_STAGES
+
+    missing = RunConfig(embed={"backend": "vit", "model": "nobody/no-such-vit"},
+                        detect={"backend": "yolo", "yolo_weights": str(tmp_path / "gone.pt")})
+    assert keys_of(missing, skipped=VIDEO_STAGES)["align"] == keys_of(skipped=VIDEO_STAGES)["align"]
+    assert keys_of(skipped=VIDEO_STAGES)["align"] != keys_of()["align"]
+
+
+def test_an_audio_files_empty_video_results_are_written_once_and_read_as_nobody_seen(tmp_path):
+    from tasks.core.formats import read_characters, read_frames, read_npy, read_tracks
+    from tasks.core.workspace import Workspace
+    from tasks.video.pipeline import VIDEO_STAGES, no_video_results
+
+    ws = Workspace.open(tmp_path / "ws")
+    paths = no_video_results(ws)
+    assert set(paths) == set(VIDEO_STAGES) and all(p.parent == ws.root / "cache" / "no_video" for p in paths.values())
+    assert read_frames(paths["frames"]) == [] and read_tracks(paths["track"]) == []
+    assert read_characters(paths["cluster"]) == [] and read_npy(paths["embed"]).shape == (0, 0)
+    stamps = {name: p.stat().st_mtime_ns for name, p in paths.items()}
+    assert no_video_results(ws) == paths and {n: p.stat().st_mtime_ns for n, p in paths.items()} == stamps

@@ -33,3 +33,18 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(tmp_path):
     assert (summary["passed"], summary["failed"]) == (1, 0), json.dumps(rows, indent=1)
     assert rows[0]["kills"][0]["moment_s"] is not None  # it was killed, not finished first
     assert rc == 0
+
+
+def test_two_runs_reports_compare_equal_up_to_their_finished_and_wall_time_rows(tmp_path):
+    """report.html's header rows of the run itself are left out of the comparison, as report.md's wall time;
+    any other row that differs is a difference."""
+    compare = load_kill_resume().compare_file
+    page = "<dl>\n<dt>workspace</dt><dd>{ws}</dd>\n<dt>finished</dt><dd>{t}</dd>\n<dt>wall time</dt><dd>{s}</dd>\n" \
+           "<dt>videos</dt><dd>{n} of 2 processed</dd>\n</dl>\n"
+    a, b, c = tmp_path / "a.html", tmp_path / "b.html", tmp_path / "c.html"
+    a.write_text(page.format(ws="/w/a", t="2026-12-01 08:03:00 UTC", s="12.5 s", n=2))
+    b.write_text(page.format(ws="/w/b", t="2026-12-01 09:14:27 UTC", s="40.1 s", n=2))
+    c.write_text(page.format(ws="/w/b", t="2026-12-01 08:03:00 UTC", s="12.5 s", n=1))
+    assert compare("library/report.html", a, "/w/a", b, "/w/b") is None
+    assert compare("library/report.html", a, "/w/a", c, "/w/b") is not None
+    assert compare("library/other.html", a, "/w/a", b, "/w/b") is not None  # only the report's rows are run-specific

@@ -27,6 +27,17 @@ def test_found_table_has_readable_headers_names_and_voices(tmp_path):
     assert f"({(tmp_path / 'report.html').as_uri()})" in md
 
 
+def test_an_audio_files_found_table_says_it_has_no_pictures_and_lists_its_voice(tmp_path):
+    spans = [TimelineSpan("ep.wav", "offscreen_speaker_000", "speaking", 1.0, 2.5, "speaker_000")]
+    links = [SpeakerLink("speaker_000", "character_001", 0.0, 1.5, 0.0)]  # her face was seen in another episode
+    write_timeline_json(tmp_path / "t.json", "ep.wav", spans, [], links)
+    r = VideoResult("ep.wav", True, skipped_stages=["frames", "detect", "track", "embed", "cluster"],
+                    outputs=published(tmp_path / "t.json"))
+    md = found_markdown(r, tmp_path / "report.html")
+    assert "| — | *audio file: no pictures* | | | |" in md and "offscreen_speaker_000 |" not in md
+    assert "| speaker_000 | character_001 | 1.5 | 0.0 | 0.00 |" in md
+
+
 def test_timeline_png_is_embedded_as_a_data_url(tmp_path):
     png = tmp_path / "timeline.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 10)

@@ -224,6 +224,10 @@ class TimelineSpan:
     box_kind: str = ""  # on_screen spans: the box kind that shows the character then (face, else head, else person)
 
 
+# The label (and id) of a voice linked to no face in its video: offscreen_<speaker>.
+OFFSCREEN_PREFIX = "offscreen_"
+
+
 @dataclass(frozen=True)
 class TimelineCharacter:
     """One character of a video's timeline.json: its spans on screen and speaking, and the voices filed under it."""
@@ -236,6 +240,11 @@ class TimelineCharacter:
     screen_seconds: float = 0.0
     speech_seconds: float = 0.0
     screen_seconds_by_kind: dict[str, float] = field(default_factory=dict)  # face / head / person
+
+    @property
+    def offscreen(self) -> bool:
+        """A voice heard with no face in this video: its entry's id is its offscreen_ label, not a character's."""
+        return self.character_id.startswith(OFFSCREEN_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -290,6 +299,11 @@ class VideoResult:
     seconds: float = 0.0
     # Wall time of each stage in this run (a stage finished in an earlier run takes ~0).
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def audio_only(self) -> bool:
+        """An audio file: its video stages were skipped (flows/video.py), so it has no picture and no face."""
+        return "frames" in self.skipped_stages
 
 
 @dataclass

@@ -2,9 +2,9 @@
 and what it writes once every video is through (combined timeline, reports, run summary).
 
 In: a library folder, the per-video results of a run and the names the identities step decided.
-Out: the video list and names; WORKSPACE/library/timeline.csv, report.md, report.html; the run summary
-(tasks/core/formats.py RunSummary) in runs/<time>.json and library/last_run.json. flows/library.py only
-orchestrates: it calls these in order and turns the summary into the flow's state.
+Out: the video list and names; WORKSPACE/library/timeline.csv, report.md, report.html with report_files/; the
+run summary (tasks/core/formats.py RunSummary) in runs/<time>.json and library/last_run.json. flows/library.py
+only orchestrates: it calls these in order and turns the summary into the flow's state.
 """
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ from tasks.core.formats import (
 )
 from tasks.core.records import VideoResult
 from tasks.core.workspace import Workspace
-from tasks.library.html_report import name_sources, render_html
-from tasks.library.view import LibraryNames, read_names
 from tasks.library.report import render_report
+from tasks.library.report_files import write_html_report
+from tasks.library.view import LibraryNames, LibraryView
+from tasks.video.demux import AUDIO_EXTENSIONS
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+# Audio files are episodes too (voices only; tasks/video/demux.py is_audio_file).
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 WORKSPACE_DIRNAME = ".castline"
 
 
@@ -36,9 +39,10 @@ def default_workspace(library: str | Path) -> Path:
     return Path(library) / WORKSPACE_DIRNAME
 
 
-def list_videos(library: Path, workspace: Path) -> list[Path]:
-    """Video files under `library` by extension, sorted; hidden folders and the workspace are skipped,
-    and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+def list_videos(library: Path, workspace: Path, audio: bool = True) -> list[Path]:
+    """Video files (and, with `audio`, audio files) under `library` by extension, sorted; hidden folders and
+    the workspace are skipped, and symlinked folders are not followed (a symlink loop cannot trap the walk)."""
+    extensions = MEDIA_EXTENSIONS if audio else VIDEO_EXTENSIONS
     if not library.is_dir():
         raise NotADirectoryError(f"library folder not found: {library}")
     found = []
@@ -46,7 +50,7 @@ def list_videos(library: Path, workspace: Path) -> list[Path]:
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                              and (here / d).resolve() != workspace.resolve())
-        found += [here / f for f in filenames if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+        found += [here / f for f in filenames if Path(f).suffix.lower() in extensions]
     return sorted(found)
 
 
@@ -56,7 +60,8 @@ def video_name(library: Path, video: Path) -> str:
 
 
 def no_videos_message(library: Path) -> str:
-    return f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})"
+    return (f"no video found in {library} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))} and audio files "
+            f"{' '.join(sorted(AUDIO_EXTENSIONS))})")
 
 
 def failure_message(results: Sequence[VideoResult]) -> str | None:
@@ -77,15 +82,15 @@ def write_library_timeline(ws: Workspace, done: Sequence[VideoResult]) -> Path:
 
 
 def write_reports(lib: Path, ws: Workspace, ordered: Sequence[VideoResult], names_path: Path | None,
-                  seconds: float, detector: str) -> Path:
-    """report.md and report.html of the run; returns report.md."""
-    names = read_names(names_path) if names_path else LibraryNames()
+                  seconds: float, detector: str, config: RunConfig) -> Path:
+    """report.md, and report.html with its report_files/ (the models of `config` in its header); returns
+    report.md. `names_path` None: no video was processed, so there are no names."""
+    view = LibraryView.load(ws, names_path)
+    names = view.names if names_path else LibraryNames()
     report = ws.library_dir / "report.md"
     write_text(report, render_report(str(lib), str(ws.root), list(ordered), seconds, detector=detector,
                                      gallery=list(names.gallery.values()), subtitles=names.subtitles))
-    sources = name_sources(names.gallery.values(), names.subtitles.character_names if names.subtitles else {})
-    html = ws.library_dir / "report.html"
-    write_text(html, render_html(str(lib), list(ordered), html, ws.library_dir / "characters", sources))
+    write_html_report(ws, str(lib), ordered, view, seconds, detector, config)
     return report
 
 

@@ -32,8 +32,8 @@ from tasks.video.demux import load_media_info
 from tasks.library.plots import plot_timeline
 from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
-from tasks.core.records import (Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles, TimelineSpan, Track,
-                                VideoOutputs)
+from tasks.core.records import (OFFSCREEN_PREFIX, Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles,
+                                TimelineSpan, Track, VideoOutputs)
 from tasks.core.workspace import Workspace
 
 TIMELINE_JSON = "timeline.json"
@@ -47,7 +47,7 @@ TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by ch
 
 
 def offscreen_label(speaker: str) -> str:
-    return f"offscreen_{speaker}"
+    return f"{OFFSCREEN_PREFIX}{speaker}"
 
 
 def speaker_labels(characters: Sequence[Character], links: Sequence[SpeakerLink]) -> dict[str, str]:
@@ -113,9 +113,10 @@ def sampled_size(frames_index: Path) -> tuple[int, int] | None:
 
 
 def in_source_pixels(tracks: Sequence[Track], sampled: tuple[int, int] | None,
-                     source: tuple[int, int]) -> list[Track]:
+                     source: tuple[int, int] | None) -> list[Track]:
     """Tracks with their boxes moved from sampled-frame pixels (long side at most demux.max_side) to the
-    source video's: what a reader of tracks.json can draw on the video itself."""
+    source video's: what a reader of tracks.json can draw on the video itself. Nothing sampled (an audio file,
+    whose `source` is None): the tracks, none, as they are."""
     if sampled is None:
         return list(tracks)
     sx, sy = source[0] / sampled[0], source[1] / sampled[1]
@@ -127,11 +128,12 @@ def in_source_pixels(tracks: Sequence[Track], sampled: tuple[int, int] | None,
 
 
 def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frames_index: Path,
-                        source: tuple[int, int]) -> Path:
-    """tracks.json: the track stage's result (its shots too) with boxes in source pixels, saying so."""
+                        source: tuple[int, int] | None) -> Path:
+    """tracks.json: the track stage's result (its shots too) with boxes in source pixels, saying so; an audio
+    file has no source size (frame_size null) and no track."""
     meta = {k: v for k, v in read_json(cached).items() if k != "tracks"}
     return write_tracks(path, in_source_pixels(tracks, sampled_size(frames_index), source), **meta,
-                        coordinates="source pixels", frame_size=list(source))
+                        coordinates="source pixels", frame_size=list(source) if source else None)
 
 
 def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: LibraryView,

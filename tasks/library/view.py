@@ -4,8 +4,9 @@ In: the workspace's two registries (tasks/library/registry.py) and library/names
 decided: gallery names, subtitle names, each voice's link to a character), read once. Out: a video's records in
 library terms (`video`: global character and speaker ids) and the same with every name source applied
 (`named`): a character takes its gallery name, else the name its voices carry in the subtitles; a voice is filed
-under its subtitle name. The timelines, character outputs, speaker table, characters dataset, audio features and
-projection all name through one LibraryView, so no two of them can name an identity differently.
+under its subtitle name (`voice_label`, and `voice_of` back). The timelines, character outputs, speaker table,
+report.html, characters dataset, audio features and projection all name through one LibraryView, so no two of
+them can name an identity differently.
 """
 from __future__ import annotations
 
@@ -107,6 +108,14 @@ class LibraryView:
     def _labels(self) -> dict[str, str]:
         return voice_labels(self.names.subtitles)
 
+    def voice_label(self, speaker: str) -> str:
+        """What a library voice's speech is filed under in the timelines: its subtitle label, else its id."""
+        return self._labels.get(speaker, speaker)
+
+    def voice_of(self, label: str) -> str:
+        """The library voice whose speech a timeline files under `label` (voice_label's inverse)."""
+        return next((s for s, named in self._labels.items() if named == label), label)
+
     def video(self, name: str, outputs: VideoOutputs) -> GlobalView:
         """One video's records in library ids: local characters that joined the same library character are
         merged; each voice keeps the character of its library link, with this video's figures."""
@@ -121,7 +130,7 @@ class LibraryView:
     def named(self, view: GlobalView) -> GlobalView:
         """The records relabelled for writing: characters carry their names, and a named voice is filed under
         its label (speakers.rttm alone keeps library speaker ids)."""
-        label = self._labels
+        label = self.voice_label
         return GlobalView(view.tracks, [replace(c, name=self.character_name(c.character_id)) for c in view.characters],
-                          [replace(t, speaker=label.get(t.speaker, t.speaker)) for t in view.turns],
-                          [replace(link, speaker=label.get(link.speaker, link.speaker)) for link in view.links])
+                          [replace(t, speaker=label(t.speaker)) for t in view.turns],
+                          [replace(link, speaker=label(link.speaker)) for link in view.links])

@@ -55,9 +55,10 @@ def _videos_of_last_run(ws: Workspace) -> dict[str, VideoOutputs]:
     last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
         raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
-    videos = {r.video: r.outputs for r in read_run_summary(last_run).videos if r.ok}
+    # An audio file has no picture to label, and must not take a split's place.
+    videos = {r.video: r.outputs for r in read_run_summary(last_run).videos if r.ok and not r.audio_only}
     if not videos:
-        raise DatasetError(f"the last run in {ws.root} has no video that succeeded")
+        raise DatasetError(f"the last run in {ws.root} has no video that succeeded (audio files have no pictures)")
     return videos
 
 

@@ -14,11 +14,10 @@ from typing import Any, Iterable, Sequence
 from tasks.core.formats import (
     read_characters, read_json, read_rttm, read_tracks, sanitize_label, write_json,
 )
-from tasks.core.records import Character, SpeechTurn, Track, iou
+from tasks.core.records import OFFSCREEN_PREFIX, Character, SpeechTurn, Track, iou
 
 MIN_IOU = 0.3
 COLLAR = 0.25
-OFFSCREEN_PREFIX = "offscreen_"
 UNMATCHED = None  # identity of a predicted box that overlaps no ground-truth face
 
 

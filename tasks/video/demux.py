@@ -30,6 +30,8 @@ from tasks.core.records import Frame, MediaInfo, StreamInfo
 from tasks.core.stage import Progress, ProgressBar, stage_task
 
 FRAMES_INDEX = "frames.json"
+# Files of these kinds are episodes without pictures: their voices are processed, the video stages skipped.
+AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus"})
 
 
 class MediaError(Exception):
@@ -132,9 +134,22 @@ def probe(path: str | Path) -> MediaInfo:
     return info
 
 
+def is_audio_file(path: str | Path) -> bool:
+    """An audio file by its extension (AUDIO_EXTENSIONS): processed for its voices only, whatever else it holds
+    (an album cover, a stray video stream). A video file without a video stream stays an error."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
 def require_video(info: MediaInfo) -> None:
     if info.video is None:
-        raise NoVideoStreamError(f"no video stream (audio only): {Path(info.path).name}")
+        raise NoVideoStreamError(f"no video stream (audio only; as .m4a, .wav … its voices would be processed): "
+                                 f"{Path(info.path).name}")
+
+
+def require_audio(info: MediaInfo) -> None:
+    """An audio file must have an audio stream: without one castline has nothing to do with it."""
+    if info.audio is None:
+        raise NoAudioStreamError(f"no audio stream in an audio file: {Path(info.path).name}")
 
 
 def output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
@@ -256,14 +271,20 @@ def describe(info: MediaInfo, params: DemuxParams) -> dict:
     """What castline sees in a file and what it would do with it (for `castline inspect`)."""
     v, a = info.video, info.audio
     plan = []
-    if v is not None:
+    audio_file = is_audio_file(info.path)
+    if audio_file:
+        plan.append("audio file: video stages (frames, detect, track, embed, cluster) skipped, voices only")
+    elif v is not None:
         w, h = output_size(info, params.max_side)
         how = "keyframes only" if params.keyframes_only else f"{params.fps:g} frame/s"
         plan.append(f"sample ~{expected_frames(info, params)} frames ({how}) at {w}x{h} -> detect, track, embed, cluster")
     else:
-        plan.append("no video stream: visual stages cannot run")
+        plan.append("no video stream: castline fails this file (an audio file named .m4a, .wav … is processed for "
+                    "its voices)")
     if a is not None:
         plan.append(f"extract mono {params.sample_rate} Hz audio -> voice activity, diarization")
+    elif audio_file:
+        plan.append("no audio stream: castline fails this audio file")
     else:
         plan.append("no audio stream: audio stages will be skipped")
     return {

@@ -5,7 +5,9 @@ In: a video's content hash and the RunConfig. Out: each stage's StageKey, hence 
 the source of its module and of every castline module that one imports (tasks/core/workspace.py code_fingerprint:
 backends imported inside functions included) and the file stats of the model files it names. flows/video.py
 runs each stage by its name here and hands it the results its declaration reads, so no stage runs without a
-key, and a backend or helper module is covered as soon as the stage imports it, without being listed.
+key, and a backend or helper module is covered as soon as the stage imports it, without being listed. The two
+branches' stage lists are here too (AUDIO_STAGES, VIDEO_STAGES), and the fixed empty results that stand for
+an audio file's skipped video stages (no_video_results).
 
 Model files hook: a stage whose weights are not pinned by a pip package names them with a function of its module,
 `model_files(params) -> list[Path]` (tasks/video/detect/__init__.py, tasks/video/embed/__init__.py, tasks/video/diarize/__init__.py), raising
@@ -17,14 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
 
+import numpy as np
+
 from tasks.video import detect, diarize, embed
 from tasks.core.config import RunConfig
+from tasks.core.formats import write_boxes, write_characters, write_frames, write_npy, write_tracks
 from tasks.video.demux import FRAMES_INDEX
 from tasks.core.workspace import StageKey, Workspace, code_fingerprint, model_identity, params_digest
 
 
 # The stages of a video's audio branch: skipped for a video without sound, run beside the video branch.
 AUDIO_STAGES = ("audio", "diarize")
+# The stages of its video branch: skipped for an audio file (tasks/video/demux.py is_audio_file).
+VIDEO_STAGES = ("frames", "detect", "track", "embed", "cluster")
+NO_VIDEO_DIR = "no_video"  # in WORKSPACE/cache/: what the skipped video stages of an audio file stand for
 
 
 def _no_params(cfg: RunConfig) -> dict:
@@ -98,3 +106,23 @@ class StageKeys:
             stage = STAGES[name]
             self._keys[name] = stage.key(self.video_id, self.cfg, [self[u] for u in stage.upstream])
         return self._keys[name]
+
+
+# An empty result per video stage: no frame, no box, no track, no embedding, no character.
+_EMPTY = {"frames": lambda p: write_frames(p, []), "detect": lambda p: write_boxes(p, []),
+          "track": lambda p: write_tracks(p, [], shots=[]),
+          "embed": lambda p: write_npy(p, np.zeros((0, 0), np.float32)), "cluster": lambda p: write_characters(p, [])}
+
+
+def no_video_results(ws: Workspace) -> dict[str, Path]:
+    """What the skipped video stages of an audio file stand for, written once in WORKSPACE/cache/no_video/ (each
+    file whole, by rename): align, identities, timelines and character outputs then read an episode without
+    pictures as they read a video in which nobody was seen, with no special case of their own."""
+    folder = ws.root / "cache" / NO_VIDEO_DIR
+    paths = {}
+    for name in VIDEO_STAGES:
+        paths[name] = folder / (STAGES[name].index or f"{name}{STAGES[name].suffix}")
+        if not paths[name].exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            _EMPTY[name](paths[name])
+    return paths
