@@ -18,7 +18,6 @@ so a clip's start and end are the RTTM line's.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -26,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tasks.core.formats import atomic_dir, sanitize_label, to_jsonable, write_csv
+from tasks.core.formats import atomic_dir, sanitize_label, write_csv, write_json
 from tasks.core.records import VideoOutputs
 from tasks.core.workspace import Workspace
 from tasks.library.report_clips import Clip, cut_clip, pick_clips
-from tasks.library.report_faces import Face, choose_faces, face_candidates, write_thumb
+from tasks.library.report_faces import choose_faces, face_candidates, write_thumb
 from tasks.library.subtitles import NamedLine, find_subtitles, read_named_lines, video_lines
 from tasks.library.timeline import offscreen_label, speaker_labels
 from tasks.library.view import NAMES_JSON, LibraryView
@@ -190,8 +189,7 @@ def export_characters(workspace: str | Path, out_dir: str | Path, params: Export
             notes.append(f"no voices in the last run of {ws.root} (no file with speech and its audio): "
                          "faces only, no voices/")
         summary = _summary(ws, params, faces, clips, notes)
-        (tmp / SUMMARY).write_text(json.dumps(to_jsonable(summary), indent=1, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")
+        write_json(tmp / SUMMARY, summary)
     return summary
 
 
