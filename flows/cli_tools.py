@@ -1,6 +1,6 @@
 """`castline` tools beside the pipeline: YOLO datasets (faces or the characters themselves), detector training,
-evaluation against ground truth, and exports into a language model's space. Thin typer commands, as in
-flows/cli.py.
+evaluation against ground truth, exports into a language model's space, and per-character faces and voices for
+other trainers. Thin typer commands, as in flows/cli.py.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional, get_args
 import typer
 
 from flows.cli_options import DeviceOpt, app, fail, field_option, params_or_exit, quiet_environment, use_device_or_exit
-from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, TrainParams
+from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, ExportParams, TrainParams
 
 
 @app.command()
@@ -219,3 +219,37 @@ def audio_features(
         typer.echo(f"no audio: {name}")
     typer.echo(f"written to {Path(summary['files'][0]).parent}: "
                + ", ".join(Path(f).name for f in summary["files"]))
+
+
+@app.command("export")
+def export_characters(
+    library: Path = typer.Argument(..., help="Folder of videos a `castline run` has processed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Export folder to write (replaced in one rename)."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", show_default="LIBRARY/.castline",
+                                             help="The run's workspace."),
+    max_faces: Optional[int] = field_option(ExportParams, "max_faces"),
+    max_clips: Optional[int] = field_option(ExportParams, "max_clips"),
+) -> None:
+    """Export the last run's characters for other trainers: OUT/faces/<class>/<video>_<t>.jpg (diverse face
+    crops, class names as the characters dataset's), OUT/voices/<voice or character>/<video>_<start>-<end>.wav
+    (whole speaker turns) with OUT/voices/clips.csv (voice, character, times, subtitle text), and export.json."""
+    quiet_environment()
+    from tasks.tools.character_export import export_characters as export
+    from tasks.tools.dataset import DatasetError
+
+    params = params_or_exit(ExportParams, {"max_faces": max_faces, "max_clips": max_clips})
+    if not library.is_dir():
+        fail(f"library folder not found: {library}", 2)
+    from flows.library import default_workspace
+
+    try:
+        summary = export(workspace or default_workspace(library.resolve()), out, params)
+    except DatasetError as e:
+        fail(str(e), 1)
+    for name, entry in summary["faces"].items():
+        typer.echo(f"faces  {name}: {entry['crops']} crop(s) from {len(entry['videos'])} video(s)")
+    for name, entry in (summary["voices"] or {}).items():
+        typer.echo(f"voices {name}: {entry['clips']} clip(s), {entry['seconds']:.1f} s ({', '.join(entry['voices'])})")
+    for note in summary["notes"]:
+        typer.echo(note)
+    typer.echo(f"written to {out}")

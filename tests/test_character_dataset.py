@@ -99,7 +99,7 @@ def test_characters_dataset_leaves_the_last_runs_audio_files_out(tmp_path):
     from tasks.core.formats import LAST_RUN_JSON, write_json
     from tasks.core.records import RunSummary, VideoOutputs, VideoResult
     from tasks.core.workspace import Workspace
-    from tasks.tools.character_dataset import _videos_of_last_run
+    from tasks.tools.character_dataset import videos_of_last_run
     from tasks.video.pipeline import VIDEO_STAGES
 
     ws = Workspace.open(tmp_path / "ws")
@@ -112,10 +112,10 @@ def test_characters_dataset_leaves_the_last_runs_audio_files_out(tmp_path):
         write_json(ws.library_dir / LAST_RUN_JSON, summary)
 
     last_run(video, sound)
-    assert list(_videos_of_last_run(ws)) == ["ep1.mp4"]
+    assert list(videos_of_last_run(ws)) == ["ep1.mp4"]
     last_run(sound)
     with pytest.raises(DatasetError, match="no video that succeeded"):
-        _videos_of_last_run(ws)
+        videos_of_last_run(ws)
 
 
 def test_teacher_dataset_with_three_kinds(tmp_path, sample_dir):

@@ -100,6 +100,15 @@ def test_srt_names_come_from_prefixes(tmp_path):
                         "a.srt: 1 line(s) naming several speakers at once, skipped"]
 
 
+def test_every_line_is_read_for_its_text_when_asked(tmp_path):
+    # What `castline export` puts beside a turn: lines naming nobody, or several speakers, too (named "").
+    lines, warnings = read_named_lines(write(tmp_path, "a.srt", SRT), unnamed=True)
+    assert [(l.start, l.name, l.text) for l in lines] == [
+        (1.0, "JOHN", "Hello."), (3.0, "Mary Jane", "Hi, how are you?"), (5.0, "", "See you at 10:30 tomorrow."),
+        (7.0, "", "You? Me."), (9.0, "DR. JONES", "Later.")]
+    assert warnings == ["a.srt: 1 line(s) ending before they start, skipped"]
+
+
 def test_latin1_file_is_decoded_with_a_warning(tmp_path):
     text = "1\n00:00:01,000 --> 00:00:02,000\nRENÉ: Café crème, s'il vous plaît.\n"
     lines, warnings = read_named_lines(write(tmp_path, "fr.srt", text, "latin-1"))

@@ -105,9 +105,10 @@ def _line_names(text: str, voice_tags: bool) -> tuple[list[str], str]:
     return names, " ".join(r for r in rest if r)
 
 
-def read_named_lines(path: Path) -> tuple[list[NamedLine], list[str]]:
+def read_named_lines(path: Path, unnamed: bool = False) -> tuple[list[NamedLine], list[str]]:
     """The lines of a subtitle file that name their speaker (ASS `Name` field, WebVTT `<v Name>`, a
-    `NAME:` prefix), plus one-line warnings. Bad input never raises: the file, or the line, is skipped."""
+    `NAME:` prefix), plus one-line warnings. Bad input never raises: the file, or the line, is skipped.
+    With `unnamed`, every line for its text (name "" where it names nobody, or several speakers at once)."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SUBTITLE_BYTES:
@@ -135,12 +136,14 @@ def read_named_lines(path: Path) -> tuple[list[NamedLine], list[str]]:
             names = [event.name.strip()]
         if len({name_key(n) for n in names}) > 1:
             several += 1  # "- JOHN: hi / - MARY: hey" in one cue: the time cannot be split between them
-            continue
-        if names:
-            lines.append(NamedLine(event.start / 1000, event.end / 1000, names[0], spoken))
+            names = []
+            if not unnamed:
+                continue
+        if names or unnamed:
+            lines.append(NamedLine(event.start / 1000, event.end / 1000, names[0] if names else "", spoken))
     if bad_times:
         warnings.append(f"{path.name}: {bad_times} line(s) ending before they start, skipped")
-    if several:
+    if several and not unnamed:  # kept for their text then, so not "skipped"
         warnings.append(f"{path.name}: {several} line(s) naming several speakers at once, skipped")
     return lines, warnings
 

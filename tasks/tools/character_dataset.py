@@ -51,14 +51,17 @@ class CharacterDatasetParams(DatasetLayout):
     sheet_crops: int = Field(24, ge=1, description="crops per class on contact_sheets/<class>.png")
 
 
-def _videos_of_last_run(ws: Workspace) -> dict[str, VideoOutputs]:
+def videos_of_last_run(ws: Workspace, pictures: bool = True) -> dict[str, VideoOutputs]:
+    """The files that succeeded in the last run; with `pictures`, only those with frames (not audio files)."""
     last_run = ws.library_dir / LAST_RUN_JSON
     if not last_run.is_file():
         raise DatasetError(f"no finished run in {ws.root} (no library/{LAST_RUN_JSON}): run `castline run` first")
     # An audio file has no picture to label, and must not take a split's place.
-    videos = {r.video: r.outputs for r in read_run_summary(last_run).videos if r.ok and not r.audio_only}
+    videos = {r.video: r.outputs for r in read_run_summary(last_run).videos
+              if r.ok and not (pictures and r.audio_only)}
     if not videos:
-        raise DatasetError(f"the last run in {ws.root} has no video that succeeded (audio files have no pictures)")
+        raise DatasetError(f"the last run in {ws.root} has no video that succeeded"
+                           + (" (audio files have no pictures)" if pictures else ""))
     return videos
 
 
@@ -71,7 +74,7 @@ def character_boxes(ws: Workspace) -> tuple[list[dict], dict[str, str]]:
         raise DatasetError(f"no library/{NAMES_JSON} in {ws.root}: run `castline run` first")
     view = LibraryView.load(ws)
     videos, labels = [], {}
-    for name, v in sorted(_videos_of_last_run(ws).items()):
+    for name, v in sorted(videos_of_last_run(ws).items()):
         records = view.named(view.video(name, v))
         by_id = {t.track_id: t for t in records.tracks}
         boxes: dict[int, list[tuple[str, Box]]] = defaultdict(list)
@@ -155,7 +158,7 @@ def build_character_dataset(workspace: str | Path, out_dir: str | Path, params: 
         v["frames"] = dedup_frames(v["frames_dir"], v["frames"], params.dedup_hamming)
     count, seen_in = _class_counts(videos)
     classes = _choose_classes(count, labels, params.min_examples, ws.root)
-    names = _class_names([labels[cid] for cid in classes])
+    names = class_names([labels[cid] for cid in classes])
     dropped = sorted(set(count) - set(classes))
     with atomic_dir(out_dir) as tmp:
         rows, frames_left_out = _write_images(tmp, videos, {cid: k for k, cid in enumerate(classes)}, params.box)
@@ -202,7 +205,7 @@ def safe_video(name: str) -> str:
     return safe_name(Path(name).with_suffix("").as_posix().replace("/", "_"))
 
 
-def _class_names(labels: list[str]) -> dict[int, str]:
+def class_names(labels: list[str]) -> dict[int, str]:
     """Class id -> name; two characters given the same label keep it apart with a counter."""
     out, used = {}, Counter()
     for k, label in enumerate(labels):

@@ -1,4 +1,4 @@
-"""The parameter models of the side tools (dataset, train-detector, project) and the audio-feature backends:
+"""The parameter models of the side tools (dataset, train-detector, project, export) and the audio-feature backends:
 pydantic only, so `castline --help` shows their defaults and descriptions without importing the tools.
 
 In: keyword arguments, or the CLI's options (flows/cli.py builds each option from its field here).
@@ -73,3 +73,13 @@ class AdaptorConfig(BaseModel):
                                            description="linear: one Dense; mlp: Dense-GELU-Dense, hidden = out_dim")
     layernorm: bool = Field(True, description="LayerNorm(in_dim) before the projection")
     seed: int = Field(0, description="seed of the initial weights")
+
+
+class ExportParams(BaseModel):
+    """`castline export`: how much of each character and voice is exported (tasks/tools/character_export.py)."""
+    model_config = ConfigDict(extra="forbid")
+
+    max_faces: int = Field(50, ge=1, description="face crops per character at most, chosen to differ in time and "
+                                                 "look (tasks/library/report_faces.py)")
+    max_clips: int = Field(50, ge=1, description="audio clips per voice folder at most, the longest turns first, "
+                                                 "from different videos in turn (tasks/library/report_clips.py)")
