@@ -84,6 +84,9 @@ def session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Pa
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # The arena keeps the largest activations ever allocated: a 10 min file peaked at 2134 MiB with it,
+                # 1718 MiB without (torch alone: 1560), in the same time.
+                options.enable_cpu_mem_arena = False
                 sessions[threads] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             return sessions[threads]
 
