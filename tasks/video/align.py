@@ -165,8 +165,9 @@ def same_face_voices(links: Sequence[SpeakerLink], centroids: dict[str, np.ndarr
             by_face[link.character_id].append(link.speaker)
     candidates = []
     for voices in by_face.values():
-        for i, a in enumerate(sorted(voices)):
-            for b in sorted(voices)[i + 1:]:
+        ordered = sorted(voices)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1:]:
                 if heard_in.get(a, set()) & heard_in.get(b, set()):
                     continue
                 u, v = centroids[a], centroids[b]
