@@ -86,7 +86,8 @@ def test_clips_are_speech_rttm_turns_cut_from_the_workspace_wav(run_workspace, e
         info = sf.info(exported / row["file"])
         assert abs(info.frames / info.samplerate - (end - start)) <= 2 / info.samplerate, row
         assert Path(row["file"]).parent.name == sanitize_label(row["character"] or row["voice"])
-        assert Path(row["file"]).name == f"montage_dev00_{row['start']}-{row['end']}.wav"
+        # zero-padded seconds, so a folder lists its clips in time order
+        assert Path(row["file"]).name == f"montage_dev00_{float(row['start']):010.3f}-{float(row['end']):010.3f}.wav"
     per_folder = {Path(r["file"]).parent.name for r in rows}
     assert all(sum(Path(r["file"]).parent.name == f for r in rows) <= 3 for f in per_folder)  # --max-clips
     assert sorted(str(p.relative_to(exported)) for p in exported.glob("voices/*/*.wav")) == \

@@ -6,6 +6,7 @@ sampled frames, turns, the workspace WAVs; the registries and names.json), subti
 ExportParams. Out, written as one folder by rename:
   faces/<class>/<video>_<t>.jpg   a bounded set of diverse crops per character (tasks/library/report_faces.py),
                                   cut from the sampled frames the boxes are measured in, at their own size
+                                  (times in names zero-padded, 000013.000, so folders list in time order)
   voices/<folder>/<video>_<start>-<end>.wav  whole speaker turns cut from the workspace WAV; the folder is the
                                   voice's linked character, else the voice's own label
   voices/clips.csv                file, voice, character, video, start, end, text — one row per clip
@@ -98,10 +99,15 @@ def export_faces(tmp: Path, view: LibraryView, videos: Mapping[str, VideoOutputs
             raise DatasetError(f"character {labels[cid]} has no box on a sampled frame of the workspace cache "
                                f"(frames removed?): run `castline run` again")
         for f in chosen:
-            path = _unique(folder / f"{safe_video(f.video)}_{f.t:.3f}", f"_{f.track}", ".jpg")
+            path = _unique(folder / f"{safe_video(f.video)}_{_stamp(f.t)}", f"_{f.track}", ".jpg")
             write_thumb(f.crop, path, height=f.crop.shape[0])  # its own size: a trainer resizes as it likes
             files.append(FaceFile(names[cid], cid, f.video, f.t, f.track, path.relative_to(tmp).as_posix()))
     return files
+
+
+def _stamp(t: float) -> str:
+    """Seconds in a file name, zero-padded to 6 integer digits (277 h) so a folder lists in time order."""
+    return f"{t:010.3f}"
 
 
 def _unique(stem: Path, suffix: str, ext: str) -> Path:
@@ -158,7 +164,7 @@ def export_voices(tmp: Path, turns: Sequence[VoiceTurn], wavs: Mapping[str, Path
         turn_of = {(t.video, t.start, t.end): t for t in reversed(group)}  # the first of identical turns
         for c in pick_clips([Clip(t.video, t.start, t.end) for t in group], k, seconds=math.inf):
             t = turn_of[(c.video, c.start, c.end)]
-            path = _unique(folder / f"{safe_video(t.video)}_{t.start:.3f}-{t.end:.3f}", f"_{t.voice}", ".wav")
+            path = _unique(folder / f"{safe_video(t.video)}_{_stamp(t.start)}-{_stamp(t.end)}", f"_{t.voice}", ".wav")
             cut_clip(wavs[t.video], t.start, t.end, path)
             written.append(replace(t, file=path.relative_to(tmp).as_posix()))
     if written:
