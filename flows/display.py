@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from rich.console import Console
@@ -280,11 +281,23 @@ def _short(video: str, width: int = 28) -> str:
 
 # --- the end of a run ------------------------------------------------------------------------------
 
+def _elsewhere(character_id: str | None, names) -> str:
+    """A voice linked to no face of this video: off-screen, or the library character it is linked to in another
+    episode (an audio file's voices always are), by its gallery name when it has one."""
+    if character_id is None:
+        return "off-screen"
+    match = names.gallery.get(character_id) if names is not None else None
+    return f"{match.name if match else character_id} (another episode)"
+
+
 def found_lines(summary: dict) -> list[str]:
     """Per succeeded video: its characters (names first, then how many are unnamed) and its voices (the
     character each is linked to, or off-screen)."""
     from tasks.core.formats import read_timeline_json, video_result_from_json
+    from tasks.library.view import NAMES_JSON, read_names
 
+    names_path = Path(summary.get("workspace") or "") / "library" / NAMES_JSON
+    names = read_names(names_path) if summary.get("workspace") and names_path.is_file() else None
     lines = []
     videos = [r for r in map(video_result_from_json, summary.get("videos", [])) if r.ok]
     width = max((len(v.video) for v in videos), default=0)
@@ -299,7 +312,7 @@ def found_lines(summary: dict) -> list[str]:
         unnamed = sum(1 for c in chars.values() if not c.name)
         who = ", ".join(named + ([f"{unnamed} unnamed"] if unnamed else [])) or "none"
         label_of = {c.character_id: label for label, c in chars.items()}
-        voices = [label_of.get(link.character_id, "off-screen") for link in t.speaker_links]
+        voices = [label_of.get(link.character_id) or _elsewhere(link.character_id, names) for link in t.speaker_links]
         said = f"{len(voices)} voice{'s' if len(voices) != 1 else ''}" + (f" → {', '.join(voices)}" if voices else "")
         if "diarize" in v.skipped_stages:
             said = "no audio"

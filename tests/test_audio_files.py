@@ -28,6 +28,8 @@ def test_a_wav_cut_from_an_episode_is_processed_for_its_voices(tmp_path):
     r = castline("run", str(lib), "--workspace", str(ws))
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^  dev00\.wav +audio file, no pictures; 1 voice", r.stdout, re.M), r.stdout
+    # Its voice is linked to a face of dev01: the line names that character, not "off-screen".
+    assert re.search(r"^  dev00\.wav .*→ character_\d+ \(another episode\)$", r.stdout, re.M), r.stdout
 
     summary = read_run_summary(ws / "library" / "last_run.json")
     wav = next(v for v in summary.videos if v.video == "dev00.wav")
