@@ -69,3 +69,17 @@ def test_without_onnxruntime_the_networks_run_in_torch(monkeypatch, speech):
         assert np.array_equal(V.segmentation_forward()(windows), expected)
     finally:
         V.clear_cache()
+
+
+def test_a_damaged_export_falls_back_to_torch_and_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("CASTLINE_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"v1")
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 5)).eval()
+    axes = {"x": {0: "batch"}, "y": {0: "batch"}}
+    path = onnx_runtime.export_path("toy", [weights])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx model")  # a truncated copy left by a full disk
+    assert onnx_runtime.session("toy", net, torch.zeros(1, 1, 50), axes, [weights]) is None
+    assert not path.exists()
+    assert onnx_runtime.session("toy", net, torch.zeros(1, 1, 50), axes, [weights]) is not None

@@ -75,8 +75,9 @@ def session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Pa
     import onnxruntime as ort
     import torch
 
+    path = export_path(name, sources)
     try:
-        path = export(module, example, export_path(name, sources), dynamic_axes)
+        export(module, example, path, dynamic_axes)
         sessions: dict[int, object] = {}
 
         def runner(threads: int):
@@ -94,6 +95,7 @@ def session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Pa
     except Exception as e:  # an exporter or runtime that cannot take this network: torch still can
         log.warning("the %s network runs in torch: ONNX export or load failed (%s: %s)", name, type(e).__name__,
                     " ".join(str(e).split())[:200])
+        path.unlink(missing_ok=True)  # a damaged export (disk full, killed copy) is made again next time
         return None
 
     def run(x: np.ndarray) -> np.ndarray:
