@@ -135,3 +135,22 @@ def test_teacher_dataset_with_three_kinds(tmp_path, sample_dir):
     coco = json.loads((tmp_path / "ds" / "annotations_val.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["face", "head", "person"]
     assert summary["boxes"]["train"] + summary["boxes"]["val"] == sum(classes.values())
+
+
+def test_a_frame_with_an_interpolated_box_is_left_out(tmp_path):
+    import cv2
+    import numpy as np
+
+    from tasks.core.records import Box, Frame
+    from tasks.tools.character_dataset import _write_images
+
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    frames = [Frame(index=i, t=float(i), file=f"{i:06d}.jpg") for i in range(3)]
+    for f in frames:
+        cv2.imwrite(str(frames_dir / f.file), np.full((100, 100, 3), 120, np.uint8))
+    face = Box(frame=0, t=0.0, x1=10, y1=10, x2=50, y2=50, score=0.99)
+    boxes = {i: [("c0", Box(**{**face.__dict__, "frame": i, "t": float(i), "interpolated": i == 1}))] for i in range(3)}
+    video = {"video": "v.mp4", "frames_dir": frames_dir, "frames": frames, "boxes": boxes, "split": "train"}
+    rows, left_out = _write_images(tmp_path / "out", [video], {"c0": 0}, "face")
+    assert left_out == 1 and sorted(r["t"] for r in rows) == [0.0, 2.0]

@@ -1,6 +1,8 @@
 """Face embeddings: dlib descriptors tell gallery people apart; one mean row per track, one read per frame."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -134,6 +136,10 @@ def test_witnesses_spread_over_the_track_and_pick_the_best_of_each_stretch():
     assert witnesses(boxes, 3) == [1, 4, 8]
     assert witnesses(boxes, 0) == list(range(10)) == witnesses(boxes, 10)
     assert witnesses(boxes[:2], 4) == [0, 1]
+    # drawn between detections (detect.stride), the big boxes 4 and 8 give way to their stretches' detected ones
+    drawn = [dataclasses.replace(b, interpolated=b.frame in (4, 8)) for b in boxes]
+    assert witnesses(drawn, 3) == [1, 3, 7]
+    assert witnesses([dataclasses.replace(b, interpolated=True) for b in boxes], 3) == [1, 4, 8]
 
 
 def test_embed_tracks_reads_only_the_frames_of_the_witnesses(embedder, montage_store, monkeypatch):

@@ -58,6 +58,11 @@ class DetectParams(_Params):
     person_max_side: int = Field(640, ge=128, description="long side of the frame the HOG person detector sees "
                                                           "(its cost and its smallest person: 128 px of that frame)")
     person_min_score: float = Field(0.5, description="HOG SVM margin kept for a person box")
+    stride: int = Field(3, ge=1, le=30, description="frames detected per shot: every stride-th, its first and last, "
+                                                    "and every frame of a stretch whose ends' boxes do not pair; the "
+                                                    "rest get boxes interpolated between (1: detect every frame)")
+    workers: int = Field(2, ge=1, le=64, description="processes that detect a long video's frames at once on the CPU "
+                                                     "(the result does not depend on it)")
 
     @model_validator(mode="after")
     def _face_first(self) -> "DetectParams":

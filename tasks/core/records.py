@@ -94,6 +94,9 @@ class Box:
     y2: float
     score: float
     label: str = "face"  # the box kind, one of KINDS (records written before kinds existed load as faces)
+    # Drawn between two detected frames of a still stretch (tasks/video/detect/stride.py), not found by a detector:
+    # never a training label, and a track's crops come from its detected boxes first.
+    interpolated: bool = False
 
     @property
     def kind(self) -> str:

@@ -128,7 +128,8 @@ def _write_images(tmp: Path, videos: list[dict], class_of: dict[str, int], box: 
         size = None
         for frame in v["frames"]:
             on_frame = v["boxes"].get(frame.index, [])
-            if any(cid not in class_of for cid, _ in on_frame):
+            # An interpolated box is a guess, not a label; a frame with one would teach it or, left out, "background".
+            if any(cid not in class_of or b.interpolated for cid, b in on_frame):
                 left_out += 1
                 continue
             if size is None:

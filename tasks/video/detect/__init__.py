@@ -222,32 +222,41 @@ def clean_detections(detections: Sequence[Detection], width: int, height: int,
     return kept
 
 
+def frame_boxes(image: np.ndarray, frame: Frame, params: DetectParams, detector: FaceDetector,
+                person_detector=None) -> list[Box]:
+    """The boxes of one frame: its faces, then the head and person boxes `params.kinds` asks for."""
+    height, width = image.shape[:2]
+    # No face of the smallest kept size fits in a tinier frame (and MTCNN's image pyramid would be empty).
+    found = detector.detect(image) if min(height, width) >= params.min_face else []
+    faces = [Box(frame=frame.index, t=frame.t, x1=x1, y1=y1, x2=x2, y2=y2, score=score, label="face")
+             for x1, y1, x2, y2, score in clean_detections(found, width, height, params.min_face, params.min_score)]
+    if params.kinds == ["face"]:
+        return faces
+    from tasks.video.detect import head_boxes  # head and person boxes
+
+    persons = head_boxes.person_boxes(person_detector, image, frame.index, frame.t) if person_detector else []
+    return faces + head_boxes.body_boxes(faces, persons, params.kinds, width, height)
+
+
+def make_person_detector(params: DetectParams):
+    """OpenCV's HOG people detector when `params.kinds` needs person boxes, else None."""
+    from tasks.video.detect import head_boxes
+
+    if not head_boxes.needs_persons(params.kinds):
+        return None
+    from tasks.video.detect.person import HOGPersonDetector
+
+    return HOGPersonDetector(max_side=params.person_max_side, min_score=params.person_min_score)
+
+
 def detect_faces(frames_dir: Path, frames: Sequence[Frame], params: DetectParams,
                  progress: Progress = None, detector: FaceDetector | None = None) -> list[Box]:
+    """Every box of every frame of `frames`, in order (the frames need not be consecutive)."""
     detector = detector or make_detector(params)
+    person_detector = make_person_detector(params)
     boxes: list[Box] = []
-    kinds = getattr(params, "kinds", ["face"])
-    person_detector = None
-    if kinds != ["face"]:  # head and person boxes: tasks/video/detect/head_boxes.py, tasks/video/detect/person.py
-        from tasks.video.detect import head_boxes
-        from tasks.video.detect.person import HOGPersonDetector
-
-        if head_boxes.needs_persons(kinds):
-            person_detector = HOGPersonDetector(max_side=params.person_max_side, min_score=params.person_min_score)
     for n, frame in enumerate(frames, 1):
-        image = read_rgb(Path(frames_dir) / frame.file)
-        height, width = image.shape[:2]
-        # No face of the smallest kept size fits in a tinier frame (and MTCNN's image pyramid would be empty).
-        found = detector.detect(image) if min(height, width) >= params.min_face else []
-        faces = []
-        for x1, y1, x2, y2, score in clean_detections(found, width, height,
-                                                       params.min_face, params.min_score):
-            faces.append(Box(frame=frame.index, t=frame.t, x1=x1, y1=y1, x2=x2, y2=y2,
-                             score=score, label="face"))
-        boxes.extend(faces)
-        if kinds != ["face"]:
-            persons = head_boxes.person_boxes(person_detector, image, frame.index, frame.t) if person_detector else []
-            boxes.extend(head_boxes.body_boxes(faces, persons, kinds, width, height))
+        boxes.extend(frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, person_detector))
         if progress is not None:
             progress(n, len(frames))
     return boxes
@@ -255,11 +264,13 @@ def detect_faces(frames_dir: Path, frames: Sequence[Frame], params: DetectParams
 
 @stage_task("detect")
 def detect_task(frames_index: Path, *, out: Path, params: DetectParams) -> None:
+    from tasks.video.detect.schedule import detect_video
+
     frames_index = Path(frames_index)
     frames_dir = frames_index.parent
     bar = ProgressBar(f"detect {frames_dir.name}")
     try:
-        boxes = detect_faces(frames_dir, formats.read_frames(frames_index), params, progress=bar)
+        boxes = detect_video(frames_dir, formats.read_frames(frames_index), params, progress=bar)
     finally:
         bar.close()
     formats.write_boxes(out, boxes, detector=params.backend)

@@ -27,11 +27,13 @@ def witnesses(boxes: Sequence[Box], k: int) -> list[int]:
     """Indices of at most `k` boxes that stand for a track: its boxes cut into k stretches of equal count, in
     time order, and from each the largest face by its detector's confidence (size x score, as `quality` weighs
     them). Spread over the track's time, so a head turn or a lighting change is seen; chosen from the boxes
-    alone, before any frame is decoded. k <= 0 keeps every box."""
+    alone, before any frame is decoded. An interpolated box (tasks/video/detect/stride.py) is picked only from a
+    stretch without a detected one: its crop may be off the face. k <= 0 keeps every box."""
     if k <= 0 or len(boxes) <= k:
         return list(range(len(boxes)))
     edges = np.linspace(0, len(boxes), k + 1).round().astype(int)
-    value = [min(1.0, float(np.sqrt(b.area)) / SIZE_FULL) * min(max(b.score, 0.0), 1.0) for b in boxes]
+    value = [(not b.interpolated, min(1.0, float(np.sqrt(b.area)) / SIZE_FULL) * min(max(b.score, 0.0), 1.0))
+             for b in boxes]
     # max() keeps the first of equal values: the pick is deterministic.
     return [max(range(a, z), key=lambda i: value[i]) for a, z in zip(edges, edges[1:])]
 
