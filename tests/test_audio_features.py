@@ -293,7 +293,7 @@ def test_cli_reports_a_missing_model_or_workspace_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_real_library_flow_then_cli_gives_one_row_per_rttm_turn(bad_library, tmp_path, whisper_dir):
-    from test_flow import castline
+    from cli import castline
     from typer.testing import CliRunner
 
     from flows.cli import app

@@ -6,7 +6,8 @@ import re
 import shutil
 
 from conftest import SAMPLE, ffmpeg
-from test_flow import cache_state, castline
+from cli import castline
+from test_flow import cache_state
 from tasks.core.formats import read_json, read_run_summary, read_timeline_json
 from tasks.library.run import list_videos
 from tasks.video.pipeline import VIDEO_STAGES

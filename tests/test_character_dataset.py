@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli import castline
 from tasks.tools.character_dataset import CharacterDatasetParams, build_character_dataset
 from tasks.tools.dataset import DatasetError, check_dataset, label_path, read_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def castline(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
 
 
 @pytest.fixture(scope="module")

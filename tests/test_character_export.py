@@ -16,7 +16,8 @@ from tasks.core.formats import read_rttm, sanitize_label
 from tasks.tools.character_export import CLIP_FIELDS, export_characters
 from tasks.tools.dataset import DatasetError
 from tasks.tools.params import ExportParams
-from test_character_dataset import REPO, _timeline_labels, castline  # one CLI runner and label reader for both
+from cli import castline
+from test_character_dataset import REPO, _timeline_labels  # one label reader for both
 
 # One subtitle line inside the first seconds of speech, one after the 30 s episode has ended (overlaps nothing).
 SRT = "1\n00:00:05,000 --> 00:00:06,000\nHello there.\n\n2\n00:00:40,000 --> 00:00:41,000\nNobody speaks now.\n"

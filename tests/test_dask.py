@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_flow import castline
+from cli import castline
 from test_resume import load_kill_resume
 
 

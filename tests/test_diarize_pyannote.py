@@ -260,7 +260,7 @@ def test_library_steps_refuse_a_voice_registry_of_the_other_backend(tmp_path):
 
 
 def test_a_run_refuses_a_registry_of_another_backend_before_any_video_work(tmp_path, sample_dir):
-    from test_flow import castline
+    from cli import castline
 
     from tasks.library.registry import check_spaces
 

@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 
+from cli import castline
 from conftest import SAMPLE, ffmpeg
 from tasks.core.formats import read_timeline_json
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def castline(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    # A wide terminal, so help text is not wrapped mid-word.
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=env)
 
 
 def cache_state(ws: Path) -> dict[str, int]:

@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from test_flow import castline
+from cli import castline
 
 from tasks.core.formats import read_rttm, read_timeline_json
 
