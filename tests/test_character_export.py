@@ -135,3 +135,16 @@ def test_without_voices_the_faces_are_still_exported_and_it_says_so(run_workspac
     assert not (tmp_path / "out" / "voices").exists()
     assert len(list((tmp_path / "out" / "faces").glob("*/*.jpg"))) >= 2
     assert json.loads((tmp_path / "out" / "export.json").read_text())["notes"] == summary["notes"]
+
+
+def test_the_export_reads_each_videos_tracks_once(run_workspace, tmp_path, monkeypatch):
+    from tasks.library import view as view_module
+    from tasks.tools.character_export import export_characters
+    from tasks.tools.params import ExportParams
+
+    _, ws = run_workspace
+    reads = []
+    real = view_module.read_tracks
+    monkeypatch.setattr(view_module, "read_tracks", lambda path: reads.append(path) or real(path))
+    export_characters(ws, tmp_path / "out", ExportParams())
+    assert len(reads) == len(set(reads)) == 1  # one video, read once for the box check, the faces and the voices

@@ -116,9 +116,21 @@ class LibraryView:
         """The library voice whose speech a timeline files under `label` (voice_label's inverse)."""
         return next((s for s, named in self._labels.items() if named == label), label)
 
+    @cached_property
+    def _videos(self) -> dict[tuple, GlobalView]:
+        return {}
+
     def video(self, name: str, outputs: VideoOutputs) -> GlobalView:
         """One video's records in library ids: local characters that joined the same library character are
-        merged; each voice keeps the character of its library link, with this video's figures."""
+        merged; each voice keeps the character of its library link, with this video's figures. Read once per
+        view and video (a step that looks at a video several times, as the export does, reads its tracks once);
+        callers must not change the lists they get."""
+        key = (name, outputs.characters, outputs.tracks, outputs.turns, outputs.evidence)
+        if key not in self._videos:
+            self._videos[key] = self._read_video(name, outputs)
+        return self._videos[key]
+
+    def _read_video(self, name: str, outputs: VideoOutputs) -> GlobalView:
         char_map, voice_map = self.characters.mapping(name), self.speakers.mapping(name)
         merged: dict[str, list[int]] = {}
         for c in read_characters(outputs.characters):
