@@ -1,5 +1,5 @@
 """Detecting every k-th frame: which frames the detector sees, the boxes drawn between, and that a moving or
-appearing face makes the detector see every frame of its stretch; the worker processes change nothing."""
+appearing face makes the detector see every frame of its stretch; the detector threads change nothing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,7 +74,7 @@ def test_still_stretches_are_drawn_and_changes_detected(tmp_path):
     # frames 0-6 still, the square leaves at 7 and comes back far away at 9
     squares = [100, 100, 101, 102, 102, 103, 103, None, None, 240, 240, 240, 240]
     frames = _store(tmp_path, squares)
-    params = DetectParams(stride=3, min_face=8, min_score=0.5, workers=1)
+    params = DetectParams(stride=3, min_face=8, min_score=0.5, threads=1)
     detector = SquareDetector()
     boxes = detect_video(tmp_path, frames, params, detector=detector)
     full = detect_video(tmp_path, frames, params.model_copy(update={"stride": 1}), detector=SquareDetector())
@@ -94,20 +94,21 @@ def test_a_shot_cut_ends_a_stretch(tmp_path):
         image = np.full((120, 320, 3), (200, 60, 30), np.uint8)
         image[20:80, 100:160] = 250
         cv2.imwrite(str(tmp_path / f"{i:06d}.jpg"), image)
-    boxes = detect_video(tmp_path, frames, DetectParams(stride=6, min_face=8, min_score=0.5, workers=1),
+    boxes = detect_video(tmp_path, frames, DetectParams(stride=6, min_face=8, min_score=0.5, threads=1),
                          detector=SquareDetector())
     assert {b.frame for b in boxes if not b.interpolated} >= {0, 1, 2, 4, 5, 6}
 
 
-def test_worker_processes_give_the_same_boxes(montage_store, monkeypatch):
+def test_detector_threads_give_the_same_boxes(montage_store, monkeypatch):
     from tasks.video.detect import schedule
 
-    monkeypatch.setattr(schedule, "MIN_FRAMES_PER_WORKER", 2)
+    monkeypatch.setattr(schedule, "MIN_FRAMES_PER_THREAD", 2)
+    monkeypatch.setattr(schedule, "FRAMES_PER_JOB", 2)
     frames = formats.read_frames(montage_store)[:8]
-    params = DetectParams(backend="haar", stride=1)
-    alone = detect_video(montage_store.parent, frames, params.model_copy(update={"workers": 1}))
+    params = DetectParams(backend="mtcnn", stride=1)
+    alone = detect_video(montage_store.parent, frames, params.model_copy(update={"threads": 1}))
     assert alone
-    assert detect_video(montage_store.parent, frames, params.model_copy(update={"workers": 2})) == alone
+    assert detect_video(montage_store.parent, frames, params.model_copy(update={"threads": 2})) == alone
 
 
 @pytest.mark.parametrize("k", [0, 31])

@@ -61,8 +61,8 @@ class DetectParams(_Params):
     stride: int = Field(3, ge=1, le=30, description="frames detected per shot: every stride-th, its first and last, "
                                                     "and every frame of a stretch whose ends' boxes do not pair; the "
                                                     "rest get boxes interpolated between (1: detect every frame)")
-    workers: int = Field(2, ge=1, le=64, description="processes that detect a long video's frames at once on the CPU "
-                                                     "(the result does not depend on it)")
+    threads: int = Field(2, ge=1, le=64, description="threads that detect a long video's frames at once on the CPU, "
+                                                     "each with its own detector (the result does not depend on it)")
 
     @model_validator(mode="after")
     def _face_first(self) -> "DetectParams":

@@ -66,10 +66,9 @@ def stage_task(name: str, **task_options):
 
     castline's one caching mechanism is the path itself (content hash + parameters + code version), so
     Prefect's own result caching is switched off. `stage.fn` is the same check around the plain function
-    (no Prefect), and `stage.task` the Prefect task.
+    (no Prefect). The Prefect task is made at the first call that needs one: importing a stage module does not
+    import Prefect (its 1 s and ~100 MB would be paid again by every worker process of detect and embed).
     """
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
 
     def decorate(fn: Callable[..., object]):
         def compute(*args, out: Path, **kwargs) -> Path:
@@ -82,8 +81,13 @@ def stage_task(name: str, **task_options):
             video = current_video.get()
             return f"{name} · {video}" if video else name
 
-        prefect_task = task(name=name, task_run_name=run_name, cache_policy=NO_CACHE, persist_result=False,
-                            **task_options)(functools.wraps(fn)(compute))
+        @functools.lru_cache(maxsize=1)
+        def prefect_task():
+            from prefect import task
+            from prefect.cache_policies import NO_CACHE
+
+            return task(name=name, task_run_name=run_name, cache_policy=NO_CACHE, persist_result=False,
+                        **task_options)(functools.wraps(fn)(compute))
 
         def skipping(call: Callable[..., Path]) -> Callable[..., Path]:
             @functools.wraps(fn)
@@ -95,9 +99,8 @@ def stage_task(name: str, **task_options):
                 return call(*args, out=out, **kwargs)
             return run
 
-        stage = skipping(prefect_task)
+        stage = skipping(lambda *args, **kwargs: prefect_task()(*args, **kwargs))
         stage.fn = skipping(compute)  # type: ignore[attr-defined]
-        stage.task = prefect_task  # type: ignore[attr-defined]
         return stage
 
     return decorate

@@ -1,12 +1,16 @@
-"""The detector run over one video: which frames it sees (tasks/video/detect/stride.py) and in how many processes.
+"""The detector run over one video: which frames it sees (tasks/video/detect/stride.py) and in how many threads.
 
 In: a frame store (frames.json + RGB JPEGs) and DetectParams. Out: the boxes of every frame, detected or, on the
-still stretches between keyframes, interpolated. Frames go to `params.workers` processes (one torch thread each)
-when there are enough of them: MTCNN's small convolutions barely use a second thread (60 sample frames on
-2 cores: 95 ms a frame with 1 thread, 72 ms with 2, 56 ms in 2 processes of 1 thread each).
+still stretches between keyframes, interpolated. A long video's frames go to `params.threads` threads, each with
+its own detector: torch and OpenCV release the GIL while they compute. Measured on 80 frames of 960x540 (2 cores,
+MTCNN): 150 ms a frame on one thread, 100 ms with torch's 2 threads, 79-87 ms in 2 threads. Worker processes were
+faster on small frames (56 against 72 ms) but each holds its own torch (~0.8 GB RSS): beside the diarizer that
+took a 1 h run's process tree from 2.7 to 4.3 GB.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -15,49 +19,36 @@ from tasks.core.records import Box, Frame
 from tasks.core.stage import Progress
 from tasks.video.detect import FaceDetector, frame_boxes, make_detector, make_person_detector, read_rgb, stride
 
-# Below this many frames per worker, starting worker processes costs more than they save.
-MIN_FRAMES_PER_WORKER = 100
-# Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
-FRAMES_PER_JOB = 16
-
-_worker_detectors: dict[str, tuple[DetectParams, FaceDetector, object]] = {}
-
-
-def _detect_job(job: tuple[str, str, list[Frame]]) -> list[list[Box]]:
-    """In a worker process: the boxes of a few frames, with this process's detector for these parameters."""
-    params_json, frames_dir, frames = job
-    if params_json not in _worker_detectors:
-        import torch
-
-        torch.set_num_threads(1)  # the processes are the parallelism; more threads each would spin on each other
-        params = DetectParams.model_validate_json(params_json)
-        _worker_detectors[params_json] = (params, make_detector(params), make_person_detector(params))
-    params, detector, persons = _worker_detectors[params_json]
-    return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, detector, persons) for f in frames]
+# Below this many frames per thread, a second detector's loading costs more than it saves.
+MIN_FRAMES_PER_THREAD = 100
+# Frames given to a thread at a time: small enough for a smooth progress bar, large enough to keep both busy.
+FRAMES_PER_JOB = 8
 
 
 def _boxes_per_frame(frames_dir: Path, frames: Sequence[Frame], params: DetectParams,
                      detector: FaceDetector | None) -> Iterator[list[Box]]:
-    """Each frame's boxes, in order: in `params.workers` processes for a long CPU run with the configured
-    detector, else here (a detector given by the caller, a GPU, or too few frames to be worth a process)."""
+    """Each frame's boxes, in order: in `params.threads` threads for a long CPU run with the configured
+    detector, else here (a detector given by the caller, a GPU, or too few frames to be worth a second one)."""
     from tasks.core import device
 
-    if (detector is None and params.workers > 1 and device.torch_device().type == "cpu"
-            and len(frames) >= 2 * MIN_FRAMES_PER_WORKER):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        jobs = [(params.model_dump_json(), str(frames_dir), list(frames[k:k + FRAMES_PER_JOB]))
-                for k in range(0, len(frames), FRAMES_PER_JOB)]
-        # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
-        with ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for boxes in pool.map(_detect_job, jobs):
-                yield from boxes
+    if detector is not None or params.threads < 2 or device.torch_device().type != "cpu" \
+            or len(frames) < 2 * MIN_FRAMES_PER_THREAD:
+        detector = detector or make_detector(params)
+        persons = make_person_detector(params)
+        for frame in frames:
+            yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, persons)
         return
-    detector = detector or make_detector(params)
-    persons = make_person_detector(params)
-    for frame in frames:
-        yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, persons)
+    own = threading.local()
+
+    def job(chunk: Sequence[Frame]) -> list[list[Box]]:
+        if not hasattr(own, "detector"):
+            own.detector, own.persons = make_detector(params), make_person_detector(params)
+        return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, own.detector, own.persons) for f in chunk]
+
+    chunks = [frames[k:k + FRAMES_PER_JOB] for k in range(0, len(frames), FRAMES_PER_JOB)]
+    with ThreadPoolExecutor(params.threads, thread_name_prefix="detect") as pool:
+        for boxes in pool.map(job, chunks):
+            yield from boxes
 
 
 def detect_video(frames_dir: Path, frames: Sequence[Frame], params: DetectParams, progress: Progress = None,
