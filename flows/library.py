@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections import deque
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -42,7 +43,9 @@ from tasks.library.run import (  # noqa: F401  (default_workspace, list_videos, 
     write_reports,
     write_summary,
 )
-from tasks.library.timeline import timeline_task
+from tasks.library import finish_key
+from tasks.library.timeline import timeline_files, timeline_task
+from tasks.library.view import NAMES_JSON
 from tasks.core.formats import to_jsonable, video_result_from_json
 from tasks.core.records import VideoResult
 from tasks.library.speaker_table import speaker_table_task
@@ -167,16 +170,24 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
-    names_path = identities_task(str(ws.root), {r.video: r.outputs for r in done}, config,
-                                 gallery_folder(lib, config))
-    for r in done:
-        r.outputs = timeline_per_video(str(ws.root), r.video, r.outputs, names_path)
-    character_outputs_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
-    speaker_table_task(str(ws.root), names_path)
-    write_library_timeline(ws, done)
+    gallery = gallery_folder(lib, config)
+    if done and finish_key.finished(ws, done, finish_key.finish_key(ws, ordered, config, gallery)):
+        logger.info("library steps reused: nothing they read changed since the last run")
+        names_path, report = ws.library_dir / NAMES_JSON, ws.library_dir / "report.md"
+        for r in done:
+            r.outputs = replace(r.outputs, timeline=timeline_files(ws, r.video))
+    else:
+        names_path = identities_task(str(ws.root), {r.video: r.outputs for r in done}, config, gallery)
+        for r in done:
+            r.outputs = timeline_per_video(str(ws.root), r.video, r.outputs, names_path)
+        character_outputs_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
+        speaker_table_task(str(ws.root), names_path)
+        write_library_timeline(ws, done)
+        report = write_reports(lib, ws, ordered, names_path if done else None, time.perf_counter() - started,
+                               detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})", config=config)
+        if done:  # after every file is written, with the registries as the steps left them
+            finish_key.mark_finished(ws, finish_key.finish_key(ws, ordered, config, gallery))
     seconds = time.perf_counter() - started
-    report = write_reports(lib, ws, ordered, names_path if done else None, seconds,
-                           detector=f"{detect.backend} {detect.yolo_weights or ''} ({why})", config=config)
     publish_run_artifacts(str(lib), ordered, report)
     summary = write_summary(lib, ws, ordered, seconds, report, detect, why)
     for r in done:

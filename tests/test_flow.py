@@ -66,6 +66,13 @@ def test_library_with_bad_files_processes_good_ones_and_exits_nonzero(bad_librar
     assert second.returncode == 1
     assert cache_state(ws) == before
     assert "hamilton.mp4: reused" in second.stderr and "reusing" not in second.stdout + second.stderr
+    # ... and the library steps too, since nothing they read changed; a gallery change makes them run again.
+    assert "library steps reused" in second.stderr
+    shutil.rmtree(bad_library / "gallery" / "barack_obama")
+    third = castline("run", str(bad_library), "--workspace", str(ws))
+    assert "library steps reused" not in third.stderr
+    matches = json.loads((ws / "library" / "names.json").read_text())["matches"]
+    assert {m["name"] for m in matches} == {"lin_manuel_miranda"}
 
 
 def test_cli_help_lists_defaults():

@@ -152,6 +152,12 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
         write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
         for file, src in extra.items():
             shutil.copy2(src, tmp / file)
+    return timeline_files(ws, name)
+
+
+def timeline_files(ws: Workspace, name: str) -> TimelineFiles:
+    """Where publish_timeline writes a video's timeline files."""
+    dest = ws.video_dir(name)
     return TimelineFiles(timeline_json=dest / TIMELINE_JSON, timeline_csv=dest / TIMELINE_CSV, rttm=dest / SPEECH_RTTM,
                          speakers_rttm=dest / SPEAKERS_RTTM, folder=dest)
 
