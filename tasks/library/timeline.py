@@ -2,8 +2,9 @@
 
 In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
 Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span), an RTTM
-and a WebVTT of speech labelled by character, a PNG plot (in report.html's colours), and tracks.json with its
-boxes in source-video pixels. Voices linked to no face: `offscreen_<speaker>`.
+and a WebVTT of speech labelled by character, a PNG plot (in report.html's colours), faces.jpg (a few faces of
+each character: tasks/library/face_sheet.py), and tracks.json with its boxes in source-video pixels. Voices
+linked to no face: `offscreen_<speaker>`.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tasks.core.formats import (
     write_webvtt,
 )
 from tasks.video.demux import load_media_info
+from tasks.library.face_sheet import FACES_JPG, write_face_sheet
 from tasks.library.plots import plot_timeline
 from tasks.library.report_cast import timeline_colours
 from tasks.library.view import LibraryView
@@ -151,6 +153,7 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
         info = load_media_info(outputs.probe, outputs.video)
         write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
                        info.duration, view)
+        write_face_sheet(tmp / FACES_JPG, name, outputs, view)
         write_source_tracks(tmp / TRACKS_JSON, outputs.tracks, records.tracks, outputs.frames, info.display_size)
         write_characters(tmp / CHARACTERS_JSON, named.characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
