@@ -1,8 +1,9 @@
 """Artifacts: what a person reads about a library run in the Prefect UI.
 
 In: the run's per-video results and their timeline files. Out: a table artifact (characters, names,
-screen and speech time per video), a Markdown artifact (outcome, voice-to-face links, report path), and
-a progress artifact over videos — all under keys derived from the library, so the UI keeps their history.
+screen and speech time per video) and a Markdown artifact (outcome, voice-to-face links, report path), under
+keys derived from the library, so the UI keeps their history (as it does the progress artifact over the
+videos' stages, flows/progress.py, and each video's own, flows/video_artifacts.py).
 """
 from __future__ import annotations
 

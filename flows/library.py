@@ -16,13 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, tags
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import display
 from flows.logs import keep_expected_errors_short
+from flows.progress import StageProgress, progress_artifact, tracking
 from flows.video import NotFinished, process_video, video_flow
 from flows.video_artifacts import publish_video_artifacts
 from tasks.video.demux import MediaError
@@ -31,6 +31,7 @@ from flows.artifacts import library_key, publish_run_artifacts
 from tasks.library.character_outputs import character_outputs_task
 from tasks.core.config import RunConfig
 from tasks.video.detect import resolve_backend
+from tasks.video.pipeline import STAGES
 from tasks.library.identities import identities_task
 from tasks.library.run import (  # noqa: F401  (default_workspace, list_videos, video_name: also the flow's API)
     default_workspace,
@@ -146,27 +147,29 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     # One video left to run gets all the cores, not a share meant for `parallel` videos.
     _set_torch_threads(min(config.parallel, max(1, len(pending))))
     running: dict = {}  # future -> video name
-    progress = create_progress_artifact(100.0 * len(results) / max(1, len(videos)),
-                                        key=library_key(lib, "progress"), description="videos processed")
+    progress = StageProgress(len(videos), len(STAGES), len(results),
+                             progress_artifact(library_key(lib, "progress"), "stages of the videos finished"))
     display.set_total(len(videos), len(results))
-    while pending or running:
-        while pending and len(running) < config.parallel:
-            v = pending.popleft()
-            display.video_started(video_name(lib, v))
-            running[process_video_task.submit(str(v), video_name(lib, v), str(ws.root), config)] = video_name(lib, v)
-        finished = next(as_completed(list(running)))
-        name = running.pop(finished)
-        finished.wait()  # the future's state is its final one only once waited for
-        state = finished.state
-        r = (video_result_from_json(finished.result()) if state.is_completed()
-             else VideoResult(video=name, ok=False, error=state.message or state.name))
-        results[r.video] = r
-        if r.ok:
-            logger.info("%s: done in %.1f s", r.video, r.seconds)
-        else:
-            logger.error("%s: FAILED: %s", r.video, r.error)
-        display.video_finished(r.video, r.ok)
-        update_progress_artifact(progress, 100.0 * len(results) / len(videos))
+    with tracking(progress):  # around the submits: each video's thread copies this context
+        while pending or running:
+            while pending and len(running) < config.parallel:
+                v = pending.popleft()
+                name = video_name(lib, v)
+                display.video_started(name)
+                running[process_video_task.submit(str(v), name, str(ws.root), config)] = name
+            finished = next(as_completed(list(running)))
+            name = running.pop(finished)
+            finished.wait()  # the future's state is its final one only once waited for
+            state = finished.state
+            r = (video_result_from_json(finished.result()) if state.is_completed()
+                 else VideoResult(video=name, ok=False, error=state.message or state.name))
+            results[r.video] = r
+            if r.ok:
+                logger.info("%s: done in %.1f s", r.video, r.seconds)
+            else:
+                logger.error("%s: FAILED: %s", r.video, r.error)
+            display.video_finished(r.video, r.ok)
+            progress.video_finished(r.video)
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]

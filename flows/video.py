@@ -17,7 +17,7 @@ from typing import Callable
 from prefect import flow
 from prefect.states import Failed
 
-from flows import display
+from flows import display, progress
 from tasks.core import device
 from tasks.video.align import align_task, sampling_interval
 from tasks.video.cluster import cluster_task
@@ -99,6 +99,8 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         t0 = time.perf_counter()
         paths[stage] = task(*args, *(paths[u] for u in STAGES[stage].upstream), out=out, **kwargs)
         result.stage_seconds[stage] = round(time.perf_counter() - t0, 3)
+        if not finished_only:
+            progress.stage_finished(name, stage)
         return paths[stage]
 
     check_file(video)  # before hashing: the content hash would block on a FIFO or fail on a dangling link

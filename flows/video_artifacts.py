@@ -3,20 +3,22 @@
 In: a succeeded video's result (its timeline files, written by the library flow) and the report's path.
 Out, under keys made of the library and the video (so the UI keeps each video's history):
 `…-<video>-found` a Markdown table of its characters (name filled, readable headers) and voices (each with
-the face it is linked to), `…-<video>-timeline` the timeline PNG as an image artifact (embedded as a data
-URL: the UI cannot load files from the machine that ran the flow), and `…-<video>-report` a link to the
-HTML report.
+the face it is linked to), `…-<video>-timeline` the timeline PNG and `…-<video>-faces` its face sheet (a few
+crops of each character; none for a video without a face) as image artifacts (embedded as data URLs: the UI
+cannot load files from the machine that ran the flow), and `…-<video>-report` a link to the HTML report.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import mimetypes
 import re
 from pathlib import Path
 
 from flows.artifacts import library_key
 from tasks.core.formats import read_timeline_json
 from tasks.core.records import VideoResult
+from tasks.library.face_sheet import FACES_JPG
 from tasks.library.timeline import TIMELINE_PNG
 # Bigger pictures are not embedded (the artifact is stored in the server's database).
 MAX_IMAGE_BYTES = 2_000_000
@@ -59,9 +61,11 @@ def found_markdown(result: VideoResult, report: Path) -> str:
 
 
 def image_data_url(path: Path) -> str | None:
+    """A PNG or JPEG as a data URL; None when missing (a video with no face has no faces.jpg) or too big."""
     if not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
         return None
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = mimetypes.guess_type(path.name)[0]
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> None:
@@ -69,11 +73,14 @@ def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> 
 
     create_markdown_artifact(found_markdown(result, report), key=video_key(library, result.video, "found"),
                              description=f"{result.video}: characters and voices")
-    png = result.outputs.timeline.folder / TIMELINE_PNG
-    url = image_data_url(png)
-    if url is not None:
-        create_image_artifact(url, key=video_key(library, result.video, "timeline"),
-                              description=f"{result.video}: who is on screen (light) and speaking (dark), when")
+    folder = result.outputs.timeline.folder
+    for file, kind, description in (
+            (TIMELINE_PNG, "timeline", "who is on screen (pale) and speaking (full colour), when"),
+            (FACES_JPG, "faces", "a few faces of each character, under its name or id")):
+        url = image_data_url(folder / file)
+        if url is not None:
+            create_image_artifact(url, key=video_key(library, result.video, kind),
+                                  description=f"{result.video}: {description}")
     create_link_artifact(report.resolve().as_uri(), link_text=f"report.html ({report})",
                          key=video_key(library, result.video, "report"),
                          description=f"{result.video}: the library's HTML report (opens from disk)")

@@ -55,15 +55,35 @@ def test_timeline_spans_cover_screen_time_and_speech():
     assert speaking == {("Bea", 5.0), ("offscreen_S9", 13.0)}
 
 
-def test_timeline_plot_is_a_png_with_a_row_per_character(tmp_path):
-    from tasks.library.plots import plot_timeline
+def test_the_timeline_png_draws_each_character_in_its_report_colour(tmp_path):
+    """Bea and the voice S9 (no face) speak: their bands are in their report.html colour; character_000 is only on
+    screen: a pale bar of its colour."""
+    from PIL import Image
+
+    from tasks.core.formats import read_timeline_json
+    from tasks.library.registry import Registry
+    from tasks.library.report_cast import ON_SCREEN_OPACITY, build_cast
+    from tasks.library.timeline import write_timeline
+    from tasks.library.view import LibraryView
+
     tracks, chars = _scene()
-    spans = build_timeline("v.mp4", tracks, chars, [SpeechTurn(5.0, 9.0, "S1")],
-                           link_speakers([SpeechTurn(5.0, 9.0, "S1")], tracks, chars, 1.0, AlignParams()), 1.0)
-    out = plot_timeline(spans, 12.0, "v.mp4", tmp_path / "t.png")
-    import matplotlib.image
-    image = matplotlib.image.imread(out)
-    assert image.shape[1] == 1000 and image.shape[0] >= 160
+    turns = [SpeechTurn(5.0, 9.0, "S1"), SpeechTurn(13.0, 14.0, "S9")]
+    links = link_speakers(turns, tracks, chars, 1.0, AlignParams())
+    view = LibraryView(Registry("character", "euclidean"), Registry("speaker", "cosine"))
+    write_timeline(tmp_path, "v.mp4", tracks, chars, turns, links, 1.0, 15.0, view)
+    cast = build_cast([read_timeline_json(tmp_path / "timeline.json")], view)
+    with Image.open(tmp_path / "timeline.png") as png:
+        pixels = np.asarray(png.convert("RGB")).reshape(-1, 3).astype(int)
+    assert png.size[0] == 1000 and png.size[1] >= 160
+
+    def drawn(rgb) -> bool:
+        return bool((np.abs(pixels - rgb).max(axis=1) <= 2).any())
+
+    full = {s.key: np.array([int(s.colour[i:i + 2], 16) for i in (1, 3, 5)]) for s in cast.sections}
+    assert set(full) == {"character_000", "character_001", "offscreen_S9"}
+    assert len({s.colour for s in cast.sections}) == 3
+    assert drawn(full["character_001"]) and drawn(full["offscreen_S9"])
+    assert not drawn(full["character_000"]) and drawn(255 - ON_SCREEN_OPACITY * (255 - full["character_000"]))
 
 
 def test_screen_pieces_hold_the_characters_visible_in_each_piece():

@@ -44,6 +44,8 @@ def test_a_wav_cut_from_an_episode_is_processed_for_its_voices(tmp_path):
     assert sum(c.speech_seconds for c in timeline.characters.values()) > 6
     assert (folder / "speech.vtt").read_text().startswith("WEBVTT")
     assert read_json(folder / "tracks.json")["frame_size"] is None
+    # No face, no face sheet (and no error); the episode with pictures has one.
+    assert not (folder / "faces.jpg").exists() and (ws / "videos" / "montage_dev01.mp4" / "faces.jpg").is_file()
 
     # Its voices are the library's: at least one is the voice of a face seen in dev01.
     import pyarrow.parquet as pq

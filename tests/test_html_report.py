@@ -12,7 +12,7 @@ from tasks.core.records import SpeakerLink, Timeline, TimelineCharacter, VideoRe
 from tasks.library.gallery import GalleryMatch
 from tasks.library.html_report import REPORT_FILES, ReportPage, VideoPage, render_html, timecode, timeline_svg
 from tasks.library.registry import Registry
-from tasks.library.report_cast import CHARACTER, VOICE, build_cast
+from tasks.library.report_cast import CHARACTER, PALETTE, VOICE, build_cast, colour, timeline_colours
 from tasks.library.report_clips import Clip, cut_clip, pick_clips
 from tasks.library.report_faces import Face, Thumb, pick_diverse, write_thumb
 from tasks.library.subtitles import SubtitleNaming
@@ -89,14 +89,18 @@ def two_videos():
                                                               speakers=["speaker_009"])},
                    [SpeakerLink("Ann", "character_001", 0.0, 6.0, 0.0),
                     SpeakerLink("speaker_009", None, 0.0, 3.0, 0.0)])
-    names = LibraryNames({"character_001": GalleryMatch("character_001", "Ann", 0.3)},
-                         SubtitleNaming([], {"speaker_001": "Ann"}, {}, []),
-                         {"speaker_001": SpeakerLink("speaker_001", "character_001", 0.9, 9.0, 3.0),
-                          "speaker_009": SpeakerLink("speaker_009", None, 0.0, 3.0, 0.0)})
-    view = LibraryView(Registry("character", "euclidean"), Registry("speaker", "cosine"), names)
     videos = [VideoPage(VideoResult("ep1.mp4", True), ep1, 20.0),
               VideoPage(VideoResult("ep2.wav", True, skipped_stages=["frames"]), ep2, 12.0)]
-    return videos, build_cast([ep1, ep2], view)
+    return videos, build_cast([ep1, ep2], ann_view())
+
+
+def ann_view(names: LibraryNames | None = None) -> LibraryView:
+    """two_videos' library: Ann's gallery name and her voice's link."""
+    names = names or LibraryNames({"character_001": GalleryMatch("character_001", "Ann", 0.3)},
+                                  SubtitleNaming([], {"speaker_001": "Ann"}, {}, []),
+                                  {"speaker_001": SpeakerLink("speaker_001", "character_001", 0.9, 9.0, 3.0),
+                                   "speaker_009": SpeakerLink("speaker_009", None, 0.0, 3.0, 0.0)})
+    return LibraryView(Registry("character", "euclidean"), Registry("speaker", "cosine"), names)
 
 
 def test_a_voice_heard_without_its_face_stays_in_its_characters_section_and_colour(two_videos):
@@ -111,6 +115,21 @@ def test_a_voice_heard_without_its_face_stays_in_its_characters_section_and_colo
     svg1, svg2 = (timeline_svg(v, cast) for v in videos)
     assert f"fill='{ann.colour}'" in svg1 and f"fill='{ann.colour}'" in svg2  # one colour in every timeline
     assert svg2.count(">Ann<") == 1 and "offscreen_Ann" not in svg2
+
+
+def test_a_characters_colour_comes_from_its_id_alone_and_timelines_get_their_sections_colours(two_videos):
+    """The same colour on the page whatever else the library holds (so in every video's timeline.png, drawn
+    before the page's cast is known), and an off-screen voice's label in its character's colour."""
+    videos, cast = two_videos
+    alone = build_cast([videos[0].timeline], ann_view(LibraryNames()))  # ep1 only, nobody named
+    assert {s.key: s.colour for s in alone.sections} == {k: cast.get(k).colour for k in ("character_001",
+                                                                                         "character_002")}
+    assert cast.get("character_001").colour == PALETTE[1] and cast.get("character_002").colour == PALETTE[2]
+    assert cast.get("offscreen_speaker_009").colour not in PALETTE
+    assert colour("character_040", CHARACTER) != colour("character_041", CHARACTER)
+    assert timeline_colours(videos[1].timeline, ann_view()) == {
+        "offscreen_Ann": cast.get("character_001").colour,
+        "offscreen_speaker_009": cast.get("offscreen_speaker_009").colour}
 
 
 def made_page(two_videos, folder):

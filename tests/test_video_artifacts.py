@@ -1,9 +1,21 @@
 import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
 
 from conftest import published
-from flows.video_artifacts import found_markdown, image_data_url, video_key
-from tasks.core.formats import write_timeline_json
-from tasks.core.records import Character, SpeakerLink, TimelineSpan, VideoResult
+from flows.video_artifacts import MAX_IMAGE_BYTES, found_markdown, image_data_url, publish_video_artifacts, video_key
+from tasks.core.contact_sheet import TITLE_HEIGHT
+from tasks.core.formats import (write_characters, write_evidence, write_frames, write_npy, write_timeline_json,
+                                write_tracks)
+from tasks.core.records import Box, Character, Frame, SpeakerLink, TimelineSpan, Track, VideoOutputs, VideoResult
+from tasks.library.character_outputs import sheet_title
+from tasks.library.face_sheet import FACES_JPG, TILE, write_face_sheet
+from tasks.library.gallery import GalleryMatch
+from tasks.library.registry import Registry
+from tasks.library.view import LibraryNames, LibraryView
 
 
 def test_video_keys_are_valid_and_distinct_per_video(tmp_path):
@@ -43,3 +55,78 @@ def test_timeline_png_is_embedded_as_a_data_url(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 10)
     assert image_data_url(png).startswith("data:image/png;base64,iVBORw0KGgo")
     assert image_data_url(tmp_path / "missing.png") is None
+
+
+def test_a_jpeg_is_embedded_as_a_jpeg(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / FACES_JPG, "JPEG")
+    assert image_data_url(tmp_path / FACES_JPG).startswith("data:image/jpeg;base64,/9j/")
+
+
+def stage_results(folder: Path, characters: list[Character], tracks: list[Track]) -> VideoOutputs:
+    """One video's stage results as the library reads them: three noisy frames 3 s apart (a face crop has some
+    sharpness; the report never picks two crops of a track a second apart), its tracks, characters and one
+    embedding per track; no audio."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png")
+    write_frames(folder / "frames.json", [Frame(i, 3.0 * i, f"{i:06d}.png") for i in range(3)])
+    write_tracks(folder / "tracks.json", tracks)
+    write_characters(folder / "characters.json", characters)
+    write_npy(folder / "embeddings.npy", rng.normal(size=(len(tracks), 4)).astype(np.float32))
+    write_evidence(folder / "evidence.json", [])
+    return VideoOutputs(folder / "ep.mp4", folder / "probe.json", folder / "frames.json", folder / "tracks.json",
+                        folder / "embeddings.npy", folder / "characters.json", folder / "evidence.json",
+                        turns=None, wav=None, interval=1.0)
+
+
+def view(names: LibraryNames = LibraryNames()) -> LibraryView:
+    return LibraryView(Registry("character", "euclidean"), Registry("speaker", "cosine"), names)
+
+
+def test_a_face_sheet_has_a_labelled_row_of_faces_per_character_and_is_small(tmp_path):
+    tracks = [Track(t, tuple(Box(i, 3.0 * i, 40 + 100 * t, 40, 120 + 100 * t, 140, 0.99) for i in range(3)))
+              for t in (0, 1)]
+    outputs = stage_results(tmp_path / "ep", [Character("character_000", (0,)), Character("character_001", (1,))],
+                            tracks)
+    names = LibraryNames({"character_001": GalleryMatch("character_001", "Bea", 0.3)})
+    out = write_face_sheet(tmp_path / FACES_JPG, "ep.mp4", outputs, view(names))
+    with Image.open(out) as image:
+        # Three faces each (one per frame), a title band and a row of tiles per character.
+        assert image.format == "JPEG" and image.size == (3 * TILE, 2 * (TITLE_HEIGHT + TILE))
+    assert out.stat().st_size < MAX_IMAGE_BYTES
+    assert sheet_title("Bea", "character_001") == "Bea (character_001)"
+    assert sheet_title("character_000", "character_000") == "character_000"
+
+
+def test_a_video_without_a_face_gets_no_face_sheet(tmp_path):
+    outputs = stage_results(tmp_path / "ep", [], [])
+    assert write_face_sheet(tmp_path / FACES_JPG, "ep.mp4", outputs, view()) is None
+    assert not (tmp_path / FACES_JPG).exists()
+
+
+@pytest.fixture
+def artifacts(monkeypatch):
+    """What publish_video_artifacts hands to Prefect: (kind, key, data) per artifact."""
+    import prefect.artifacts
+
+    made = []
+    for kind in ("markdown", "image", "link"):
+        monkeypatch.setattr(prefect.artifacts, f"create_{kind}_artifact",
+                            lambda data, key, kind=kind, **kw: made.append((kind, key, data)))
+    return made
+
+
+def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path, artifacts):
+    for video in ("seen.mp4", "heard.wav"):
+        folder = tmp_path / video
+        folder.mkdir()
+        write_timeline_json(folder / "timeline.json", video, [], [], [])
+        if video == "seen.mp4":
+            Image.new("RGB", (8, 8)).save(folder / FACES_JPG, "JPEG")
+        result = VideoResult(video, True, outputs=published(folder / "timeline.json"))
+        publish_video_artifacts(str(tmp_path / "lib"), result, tmp_path / "report.html")
+    images = {key: url for kind, key, url in artifacts if kind == "image"}
+    assert images[video_key(tmp_path / "lib", "seen.mp4", "faces")].startswith("data:image/jpeg;base64,")
+    assert video_key(tmp_path / "lib", "heard.wav", "faces") not in images
+    assert sum(kind == "markdown" for kind, _, _ in artifacts) == 2

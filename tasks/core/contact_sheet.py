@@ -1,7 +1,8 @@
 """Crops and contact sheets: cut a detector box out of a frame, square it, and lay exemplar crops out in a grid.
 
 In: RGB uint8 frames and (x1, y1, x2, y2) boxes in their pixels, or crops already cut. Out: crops as arrays,
-and per-character contact sheets as PNG (written atomically). Backend: OpenCV for resizing, Pillow for the sheet.
+per-character contact sheets (a title band over a grid of crops), several of them stacked into one picture, and
+a sheet as PNG (written atomically). Backend: OpenCV for resizing, Pillow for the sheet.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks.core.formats import atomic_path
+from tasks.core.formats import write_image
 
 TITLE_HEIGHT = 24
 BACKGROUND = (32, 32, 32)
@@ -56,9 +57,9 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
 
 
-def character_sheet(crops: Sequence[np.ndarray], title: str, out: str | Path, cols: int = 6, tile: int = 112) -> Path:
-    """A PNG of `min(cols, n)` columns × ceil(n / cols) rows of `tile`-pixel squares under a title band
-    (one empty row when there are no crops, so a character without exemplars still gets a sheet)."""
+def sheet_image(crops: Sequence[np.ndarray], title: str, cols: int = 6, tile: int = 112) -> Image.Image:
+    """`min(cols, n)` columns × ceil(n / cols) rows of `tile`-pixel squares under a title band (one empty row
+    when there are no crops, so a character without exemplars still gets a sheet)."""
     n_cols = max(1, min(cols, len(crops)))
     n_rows = max(1, math.ceil(len(crops) / n_cols))
     sheet = Image.new("RGB", (n_cols * tile, TITLE_HEIGHT + n_rows * tile), BACKGROUND)
@@ -66,8 +67,19 @@ def character_sheet(crops: Sequence[np.ndarray], title: str, out: str | Path, co
         row, col = divmod(i, n_cols)
         sheet.paste(Image.fromarray(letterbox(crop, tile, BACKGROUND)), (col * tile, TITLE_HEIGHT + row * tile))
     ImageDraw.Draw(sheet).text((4, 4), title, fill=(255, 255, 255), font=_font(14))
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        # The temp name ends in .partial, so the format cannot come from the extension.
-        sheet.save(tmp, format="PNG")
+    return sheet
+
+
+def stacked(sheets: Sequence[Image.Image]) -> Image.Image:
+    """Sheets one under the other, left-aligned on the sheets' background: several characters in one picture."""
+    out = Image.new("RGB", (max(s.width for s in sheets), sum(s.height for s in sheets)), BACKGROUND)
+    top = 0
+    for s in sheets:
+        out.paste(s, (0, top))
+        top += s.height
     return out
+
+
+def character_sheet(crops: Sequence[np.ndarray], title: str, out: str | Path, cols: int = 6, tile: int = 112) -> Path:
+    """sheet_image as a PNG."""
+    return write_image(out, sheet_image(crops, title, cols, tile), "PNG")

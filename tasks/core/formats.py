@@ -3,7 +3,8 @@
 In: record objects (tasks/core/records.py), numpy arrays. Out: files written atomically (temp file in the
 same folder + os.replace), so a killed run never leaves a half-written result that a re-run would trust.
 Formats: JSON records, NumPy .npy, RTTM (NIST 10 fields), timeline CSV/JSON (typed both ways: Timeline), WebVTT,
-CSV tables, Parquet tables, the run summary with each video's manifest (VideoOutputs); WAV is written by ffmpeg.
+CSV tables, Parquet tables, Pillow images (PNG, JPEG), the run summary with each video's manifest (VideoOutputs);
+WAV is written by ffmpeg.
 Every file castline writes goes through one writer here (tests/test_formats.py checks no other module writes
 one itself), and every file it reads back has its typed reader here: hence a module over 400 lines, in short
 sections, one per format.
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from tasks.core.records import (
     VideoOutputs,
     VideoResult,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Names of in-progress files and folders: a killed run leaves only these behind.
 TEMP_SUFFIX = ".partial"
@@ -130,6 +134,14 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
     w.writerow(header)
     w.writerows(rows)
     return write_text(path, buf.getvalue())
+
+
+def write_image(path: str | Path, image: "Image.Image", fmt: str, **options: Any) -> Path:
+    """A Pillow image as `fmt` (PNG, JPEG; `options` as Pillow's save takes them). The temp name ends in
+    .partial, so the format cannot come from the extension."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **options)
+    return Path(path)
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> Path:

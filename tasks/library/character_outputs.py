@@ -27,6 +27,11 @@ SHEET_FACES = 12
 CROP_MARGIN = 0.3  # a little hair and chin makes a face recognisable to a person at thumbnail size
 
 
+def sheet_title(label: str, character_id: str) -> str:
+    """`Bea (character_003)`, or the id alone for an unnamed character (its label is its id)."""
+    return character_id if label == character_id else f"{label} ({character_id})"
+
+
 def best_boxes(tracks_boxes: Sequence[tuple[str, Box]], frames_dirs: dict[str, tuple[Path, dict[int, str]]],
                k: int) -> list[np.ndarray]:
     """Crops of the k best boxes (size x score x sharpness), at most one per track first so a sheet
@@ -65,8 +70,7 @@ def write_character_outputs(ws: Workspace, videos: Mapping[str, VideoOutputs], v
     folder = ws.library_dir / "characters"
     with atomic_dir(folder) as tmp:
         for cid, boxes in sorted(per_character.items()):
-            title = labels[cid] if labels[cid] == cid else f"{labels[cid]} ({cid})"
-            character_sheet(best_boxes(boxes, frames_dirs, SHEET_FACES), title,
+            character_sheet(best_boxes(boxes, frames_dirs, SHEET_FACES), sheet_title(labels[cid], cid),
                             tmp / f"{sanitize_label(labels[cid])}.png")
     write_csv(ws.library_dir / "appearances.csv", ["character", "video", "start", "end", "track"],
               sorted(appearances, key=lambda r: (r[0], r[1], r[2])))

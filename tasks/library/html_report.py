@@ -9,7 +9,7 @@ to are written by tasks/library/report_files.py.
 The page: a run header, a table of contents, one section per character (faces with time codes, every appearance
 with its spans and voices, playable clips of its turns), one per voice never linked to a face, and one per video
 (a timeline drawn in SVG in the colour each section has everywhere on the page, and that video's own figures).
-The timeline PNGs of the video folders keep their own colours; the page does not use them.
+The timeline PNGs of the video folders draw each character in the same colour (report_cast.colour).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 from tasks.core.config import RunConfig
 from tasks.core.records import Timeline, VideoResult
-from tasks.library.report_cast import CHARACTER, VOICE, Cast, Section, slug
+from tasks.library.report_cast import CHARACTER, ON_SCREEN_OPACITY, VOICE, Cast, Section, slug
 from tasks.library.report_clips import Clip
 from tasks.library.report_faces import Thumb
 
@@ -153,8 +153,8 @@ def timeline_svg(video: VideoPage, cast: Cast) -> str:
         parts.append(f"<a href='#{s.anchor}'><text x='{left - 6}' y='{y + 15}' text-anchor='end' fill='#333'>"
                      f"{e(s.label[:26])}</text></a>")
         parts += [f"<rect x='{x(a):.1f}' y='{y + 2}' width='{max(1.0, x(b) - x(a)):.1f}' height='{row_h - 4}' "
-                  f"fill='{s.colour}' fill-opacity='0.35'><title>{e(s.label)} on screen {span_text(a, b)}"
-                  "</title></rect>"
+                  f"fill='{s.colour}' fill-opacity='{ON_SCREEN_OPACITY}'><title>{e(s.label)} on screen "
+                  f"{span_text(a, b)}</title></rect>"
                   for a, b in ap.on_screen]
         parts += [f"<rect x='{x(a):.1f}' y='{y + 8}' width='{max(1.0, x(b) - x(a)):.1f}' height='{row_h - 12}' "
                   f"fill='{s.colour}'><title>{e(s.label)} speaking {span_text(a, b)}</title></rect>"

@@ -2,14 +2,17 @@
 
 In: every processed video's Timeline (tasks/core/records.py) and the LibraryView (names, each voice's link).
 Out: a Cast — one Section per library character (every video it is seen or heard in) and one per voice the
-library never linked to a face, in page order, each with the colour it has everywhere on the page — and, for
-each timeline label of each video, the section it belongs to. Pure: reads no file.
+library never linked to a face, in page order, each with the colour it has everywhere on the page and in the
+videos' timeline.png — and, for each timeline label of each video, the section it belongs to. Pure: reads no
+file.
 
 A voice linked to a character library-wide but heard without that face in one video (an audio file, a scene
 off camera) is filed `offscreen_<voice>` in that video's timeline; here it stays in its character's section.
 """
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -17,14 +20,28 @@ from typing import Sequence
 from tasks.core.records import Timeline, TimelineCharacter
 from tasks.library.view import LibraryView
 
-# Distinct on white and on each other; sections beyond it get golden-angle hues.
+# Distinct on white and on each other; characters beyond it get golden-angle hues.
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#637939", "#d6616b", "#6b6ecf")
 CHARACTER, VOICE = "character", "voice"
+ON_SCREEN_OPACITY = 0.35  # of a section's colour while on screen; speaking is drawn in full colour
 
 
-def colour(i: int) -> str:
-    return PALETTE[i] if i < len(PALETTE) else f"hsl({(i * 137.508) % 360:.0f},60%,42%)"
+def _hls(hue: float, lightness: float, saturation: float) -> str:
+    r, g, b = colorsys.hls_to_rgb(hue % 360 / 360, lightness, saturation)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def colour(key: str, kind: str) -> str:
+    """A section's colour, from its key alone: the same in report.html and in every video's timeline.png
+    (tasks/library/plots.py), and from run to run, whatever else the library holds. character_000 gets the
+    palette's first colour, character_001 its second, and so on, those beyond it golden-angle hues; a voice never
+    linked to a face a greyish hue, so it never takes a character's colour. Hex: SVG and matplotlib both read it."""
+    number = re.search(r"\d+$", key)  # library ids are numbered; a voice named by the subtitles may not be
+    n = int(number.group()) if number else int.from_bytes(hashlib.blake2b(key.encode(), digest_size=2).digest())
+    if kind == VOICE:
+        return _hls(n * 137.508, 0.50, 0.22)
+    return PALETTE[n] if n < len(PALETTE) else _hls(n * 137.508, 0.42, 0.60)
 
 
 def slug(text: str) -> str:
@@ -132,4 +149,9 @@ def build_cast(timelines: Sequence[Timeline], view: LibraryView) -> Cast:
             sections.append(Section(key, key, kind, appearances[key]))
     ordered = sorted((s for s in sections if s.kind == CHARACTER), key=lambda s: (-s.screen_seconds, s.key)) + \
         sorted((s for s in sections if s.kind == VOICE), key=lambda s: (-s.speech_seconds, s.key))
-    return Cast([replace(s, colour=colour(i)) for i, s in enumerate(ordered)], key_of)
+    return Cast([replace(s, colour=colour(s.key, s.kind)) for s in ordered], key_of)
+
+
+def timeline_colours(timeline: Timeline, view: LibraryView) -> dict[str, str]:
+    """Each label of one video's timeline -> the colour of the section it belongs to on the page."""
+    return {label: colour(*section_key(entry, view)) for label, entry in timeline.characters.items()}

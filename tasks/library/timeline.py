@@ -2,8 +2,9 @@
 
 In: tracks + characters (faces), speaker turns + speaker links (voices), the sampling interval.
 Out: TimelineSpan rows written as timeline.json (per character), timeline.csv (one row per span), an RTTM
-and a WebVTT of speech labelled by character, a PNG plot, and tracks.json with its boxes in source-video
-pixels. Voices linked to no face: `offscreen_<speaker>`.
+and a WebVTT of speech labelled by character, a PNG plot (in report.html's colours), faces.jpg (a few faces of
+each character: tasks/library/face_sheet.py), and tracks.json with its boxes in source-video pixels. Voices
+linked to no face: `offscreen_<speaker>`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tasks.core.formats import (
     atomic_dir,
     read_frames,
     read_json,
+    read_timeline_json,
     write_characters,
     write_rttm,
     write_timeline_csv,
@@ -29,7 +31,9 @@ from tasks.core.formats import (
     write_webvtt,
 )
 from tasks.video.demux import load_media_info
+from tasks.library.face_sheet import FACES_JPG, write_face_sheet
 from tasks.library.plots import plot_timeline
+from tasks.library.report_cast import timeline_colours
 from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
 from tasks.core.records import (OFFSCREEN_PREFIX, Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles,
@@ -91,14 +95,16 @@ def character_turns(turns: Sequence[SpeechTurn], labels: dict[str, str]) -> list
 
 def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters: Sequence[Character],
                    turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float,
-                   duration: float) -> list[TimelineSpan]:
+                   duration: float, view: LibraryView) -> list[TimelineSpan]:
+    """The timeline files in `folder`; the PNG colours each character as report.html does, from the timeline.json
+    the report reads (`view` says which library character an off-screen voice belongs to)."""
     spans = build_timeline(video, tracks, characters, turns, links, interval)
     by_character = character_turns(turns, speaker_labels(characters, links))
-    write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links)
+    timeline = read_timeline_json(write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links))
     write_timeline_csv(folder / TIMELINE_CSV, spans)
     write_rttm(folder / SPEECH_RTTM, Path(video).stem, by_character)
     write_webvtt(folder / SPEECH_VTT, by_character)
-    plot_timeline(spans, duration, video, folder / TIMELINE_PNG)
+    plot_timeline(spans, duration, video, timeline_colours(timeline, view), folder / TIMELINE_PNG)
     return spans
 
 
@@ -146,7 +152,8 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
     with atomic_dir(dest) as tmp:
         info = load_media_info(outputs.probe, outputs.video)
         write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
-                       info.duration)
+                       info.duration, view)
+        write_face_sheet(tmp / FACES_JPG, name, outputs, view)
         write_source_tracks(tmp / TRACKS_JSON, outputs.tracks, records.tracks, outputs.frames, info.display_size)
         write_characters(tmp / CHARACTERS_JSON, named.characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
