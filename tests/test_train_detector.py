@@ -49,7 +49,7 @@ def test_one_epoch_registers_an_evaluated_detector(tiny_dataset, tmp_path):
     # one epoch from scratch cannot pass the default gate, but a permissive gate picks it, and it loads
     assert best_registered(tmp_path) is None
     assert best_registered(tmp_path, QualityGate(min_recall=0, min_map50=0))["id"] == entry["id"]
-    assert YoloDetector(weights).face_classes == [0]
+    assert YoloDetector(weights).classes == [0]
 
 
 def test_missing_checkpoint_is_refused_before_training(tiny_dataset, tmp_path):

@@ -1,7 +1,7 @@
 """Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
-bad weights files, the quality gate, and two processes registering at once without losing an entry."""
+bad weights files and class maps, the quality gate, and two processes registering at once without losing an entry."""
 from __future__ import annotations
 
 import multiprocessing
@@ -51,7 +51,7 @@ def frame(sample_dir):
 
 def test_random_yolo_detects_on_a_real_frame(face_weights, frame):
     detector = YoloDetector(face_weights, imgsz=128, conf=0.001)
-    assert detector.name == "yolo" and detector.face_classes == [0]
+    assert detector.name == "yolo" and detector.classes == [0]
     boxes = detector.detect(frame)
     assert isinstance(boxes, list)
     h, w = frame.shape[:2]
@@ -62,13 +62,13 @@ def test_random_yolo_detects_on_a_real_frame(face_weights, frame):
 def test_class_map_keeps_only_face_classes(tmp_path, frame):
     weights = save_random_yolo(tmp_path / "two.pt", {0: "person", 1: "head"})
     detector = YoloDetector(weights, imgsz=96, conf=0.001)
-    assert detector.labels == {0: "person", 1: "face"} and detector.face_classes == [1]
+    assert detector.labels == {0: "person", 1: "face"} and detector.classes == [1]
     assert all(len(b) == 5 for b in detector.detect(frame))
 
     weights = save_random_yolo(tmp_path / "cars.pt", {0: "car", 1: "truck"})
     with pytest.raises(YoloDetectorError, match=r"no class of cars\.pt maps to a face \(classes 0:car, 1:truck"):
         YoloDetector(weights)
-    assert YoloDetector(weights, class_map={"truck": "face"}).face_classes == [1]
+    assert YoloDetector(weights, class_map={"truck": "face"}).classes == [1]
 
 
 @pytest.mark.parametrize("content,name,message", [
@@ -145,3 +145,16 @@ def test_auto_backend_picks_a_passing_trained_detector_and_says_why(tmp_path):
     assert (params.backend, params.yolo_weights, params.yolo_imgsz, params.min_score) == ("yolo", str(weights), 256, 0.12)
     assert entry["id"] in why
     assert resolve_backend(DetectParams(backend="haar"), tmp_path)[0].backend == "haar"  # explicit choice wins
+
+
+def test_a_bad_class_map_is_one_line(tmp_path):
+    weights = save_random_yolo(tmp_path / "two.pt", {0: "person", 1: "head"})
+    with pytest.raises(YoloDetectorError, match=r"class map names 'car', not a class of two\.pt") as err:
+        YoloDetector(weights, class_map={"car": "face"})
+    assert "\n" not in str(err.value)
+    with pytest.raises(YoloDetectorError, match=r"sends 'head' to 'hand', not a box kind \(face, head, person\)"):
+        YoloDetector(weights, class_map={"head": "hand"})
+    with pytest.raises(YoloDetectorError, match=r"no class of two\.pt maps to a head"):
+        YoloDetector(weights, kind="head")  # without a face class, a class named head is the face
+    assert YoloDetector(weights, kind="person").classes == [0]
+
