@@ -1,7 +1,8 @@
 """Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
-bad weights files and class maps, the quality gate, and two processes registering at once without losing an entry."""
+bad weights files and class maps, the per-class quality gate (old entries judged as before), and two processes
+registering at once without losing an entry."""
 from __future__ import annotations
 
 import multiprocessing
@@ -157,4 +158,28 @@ def test_a_bad_class_map_is_one_line(tmp_path):
     with pytest.raises(YoloDetectorError, match=r"no class of two\.pt maps to a head"):
         YoloDetector(weights, kind="head")  # without a face class, a class named head is the face
     assert YoloDetector(weights, kind="person").classes == [0]
+
+
+def per_class(face: float, person: float) -> dict:
+    """Metrics of a face,head,person detector with recall `face` and `person` for those kinds and no head seen."""
+    kinds = {"face": face, "head": 0.0, "person": person}
+    return {"recall_vs_teacher": 0.9, "precision_vs_teacher": 0.9, "map50": 0.9,
+            "per_class": {k: {"recall_vs_teacher": r, "precision_vs_teacher": 0.9, "yolo_boxes": 10,
+                              "teacher_boxes": 0 if k == "head" else 10} for k, r in kinds.items()},
+            "per_class_map50": {"face": 0.9, "head": None, "person": 0.7}}
+
+
+def test_the_gate_judges_each_class_and_old_entries_as_before():
+    gate = QualityGate()
+    new = {"weights": "w.pt", "metrics": per_class(face=0.3, person=0.9)}
+    assert [k for k in ("face", "head", "person") if gate.passes_class(new, k)] == ["person"]
+    # No head on the held-out split: no evidence, even for a gate that asks for nothing.
+    assert not QualityGate(min_recall=0, min_map50=0).passes_class(new, "head")
+    assert not QualityGate(min_map50=0.8).passes_class(new, "person")  # per-class mAP50, not the overall 0.9
+    # Before per-class metrics: a face detector judged on all its boxes, and no evidence for any other kind.
+    old = {"weights": "w.pt", "metrics": {"recall_vs_teacher": 0.9, "precision_vs_teacher": 0.5, "map50": 0.6,
+                                          "per_class_map50": {"face": 0.6, "person": 0.9}}}
+    assert gate.passes_class(old, "face") and not gate.passes_class(old, "person")
+    assert not QualityGate(min_precision=0.6).passes_class(old, "face")
+    assert not gate.passes_class({**new, "classes": "characters"}, "person")
 

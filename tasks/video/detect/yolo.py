@@ -1,8 +1,8 @@
 """A fine-tuned YOLO model as a castline detector of one box kind, and the registry of trained detectors.
 
 In: an ultralytics weights file (.pt or exported .onnx) and RGB frames; registry entries from training.
-Out: boxes (x1, y1, x2, y2, score) of one kind per frame; WORKSPACE/detectors/registry.json.
-Backend: ultralytics YOLO on CPU.
+Out: boxes (x1, y1, x2, y2, score) of one kind per frame; WORKSPACE/detectors/registry.json and the newest
+registered detector that passes the quality gate for a kind. Backend: ultralytics YOLO on CPU.
 """
 from __future__ import annotations
 
@@ -110,8 +110,30 @@ class YoloDetector:
 
 # --- registry ------------------------------------------------------------------------------------
 
+# What the gate reads of a class; an entry trained before per-class metrics has them only for all its boxes.
+GATED = ("recall_vs_teacher", "precision_vs_teacher", "map50")
+
+
+def class_metrics(entry: dict, kind: str) -> dict[str, float] | None:
+    """The recall and precision against the teacher and the mAP50 that judge `entry`'s boxes of `kind`, or None
+    when the entry gives no evidence for that kind: a characters detector (its classes are people, for no kind);
+    a kind with no teacher box on the held-out split; an entry trained before per-class metrics for any kind
+    but face (it was a face detector, judged on the metrics of all its boxes)."""
+    if entry.get("classes", "face") != "face":
+        return None
+    metrics = entry.get("metrics", {})
+    if "per_class" not in metrics:
+        return {key: metrics.get(key, 0.0) for key in GATED} if kind == "face" else None
+    own = metrics["per_class"].get(kind)
+    if not own or not own.get("teacher_boxes"):
+        return None
+    # A castline dataset's class names are its kinds, so ultralytics' per-class mAP50 is keyed by the kind.
+    return {"recall_vs_teacher": own["recall_vs_teacher"], "precision_vs_teacher": own["precision_vs_teacher"],
+            "map50": (metrics.get("per_class_map50") or {}).get(kind) or 0.0}
+
+
 class QualityGate(BaseModel):
-    """What a trained detector must reach before the detect stage's `auto` backend trusts it."""
+    """What a trained detector's boxes of one kind must reach before the detect stage's `auto` backend trusts them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,11 +143,14 @@ class QualityGate(BaseModel):
                                  description="precision against the bootstrap detector's boxes on held-out videos")
     min_map50: float = Field(0.5, ge=0, le=1, description="ultralytics mAP@0.5 on the held-out split")
 
-    def passes(self, entry: dict) -> bool:
-        m = entry.get("metrics", {})
-        return (m.get("recall_vs_teacher", 0.0) >= self.min_recall
-                and m.get("precision_vs_teacher", 0.0) >= self.min_precision
-                and m.get("map50", 0.0) >= self.min_map50)
+    def passes_class(self, entry: dict, kind: str) -> bool:
+        m = class_metrics(entry, kind)
+        return (m is not None and m["recall_vs_teacher"] >= self.min_recall
+                and m["precision_vs_teacher"] >= self.min_precision and m["map50"] >= self.min_map50)
+
+    def describe(self) -> str:
+        return (f"recall vs teacher >= {self.min_recall}, precision >= {self.min_precision}, "
+                f"mAP50 >= {self.min_map50}")
 
 
 def registry_path(workspace_root: str | Path) -> Path:
@@ -161,12 +186,11 @@ def register_detector(workspace_root: str | Path, entry: dict) -> dict:
     return stored
 
 
-def best_registered(workspace_root: str | Path, gate: QualityGate | None = None) -> dict | None:
-    """The newest registered detector that passes `gate` (defaults: recall >= 0.8, mAP50 >= 0.5) and whose
-    weights still exist; None when there is none."""
+def best_registered(workspace_root: str | Path, gate: QualityGate | None = None, kind: str = "face") -> dict | None:
+    """The newest registered detector whose `kind` boxes pass `gate` (defaults: recall >= 0.8, mAP50 >= 0.5) and
+    whose weights still exist; None when there is none."""
     gate = gate or QualityGate()
-    # A detector trained on a characters dataset names people, not the face class `auto` detects with.
     passing = [(e.get("created", ""), order, e) for order, e in enumerate(load_detectors(workspace_root))
-               if gate.passes(e) and Path(e["weights"]).is_file() and e.get("classes", "face") == "face"]
+               if gate.passes_class(e, kind) and Path(e["weights"]).is_file()]
     # Registry order breaks ties between entries created in the same second.
     return max(passing, key=lambda p: p[:2])[2] if passing else None
