@@ -1,8 +1,9 @@
-"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
+"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, the registry, and
+backend auto choosing a source per box kind.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
-bad weights files and class maps, the per-class quality gate (old entries judged as before), and two processes
-registering at once without losing an entry."""
+bad weights files and class maps, the per-class quality gate (old entries judged as before), two processes
+registering at once without losing an entry, and auto's per-kind parameters, reason and cache key."""
 from __future__ import annotations
 
 import multiprocessing
@@ -183,3 +184,37 @@ def test_the_gate_judges_each_class_and_old_entries_as_before():
     assert not QualityGate(min_precision=0.6).passes_class(old, "face")
     assert not gate.passes_class({**new, "classes": "characters"}, "person")
 
+
+def test_auto_takes_each_kind_from_where_its_class_passes(tmp_path):
+    from tasks.core.config import DetectParams, RunConfig, YoloSource
+    from tasks.video.detect import make_body_detectors, model_files, resolve_backend
+    from tasks.video.pipeline import StageKeys
+
+    weights = save_random_yolo(tmp_path / "fhp.pt", {0: "face", 1: "head", 2: "person"})
+    asked = DetectParams(kinds=["face", "head", "person"])
+    before = StageKeys("v" * 16, RunConfig(detect=resolve_backend(asked, tmp_path)[0]))["detect"]
+    entry = register_detector(tmp_path, {"weights": str(weights), "imgsz": 160, "conf": 0.05,
+                                         "metrics": per_class(face=0.3, person=0.9)})
+
+    params, why = resolve_backend(asked, tmp_path)
+    assert params.backend == "mtcnn" and params.yolo_weights is None and params.min_score == 0.9  # teacher faces
+    assert params.yolo_kinds == {"person": YoloSource(weights=str(weights), imgsz=160, conf=0.05)}
+    assert "face from mtcnn: no detector" in why and "head from the head rule" in why
+    assert f"person from trained detector {entry['id']} (recall vs teacher 0.900" in why
+    # Worker processes rebuild the detectors from the parameters: persons from YOLO, heads by the rule.
+    assert DetectParams.model_validate_json(params.model_dump_json()) == params
+    body = make_body_detectors(params)
+    assert (body.persons.kind, body.persons.classes, body.persons.conf, body.heads) == ("person", [2], 0.05, None)
+    assert model_files(params) == [weights]
+    assert StageKeys("v" * 16, RunConfig(detect=params))["detect"] != before  # a passing detector re-runs detect
+
+    # Faces only (the default): the registry's person class changes nothing.
+    assert resolve_backend(DetectParams(), tmp_path)[0] == DetectParams(backend="mtcnn")
+    # A newer old-style entry passes for faces only: faces from it, persons still from the older per-class one.
+    old = register_detector(tmp_path, {"weights": str(weights), "imgsz": 160, "conf": 0.05,
+                                       "metrics": {"recall_vs_teacher": 0.9, "map50": 0.9}})
+    params, why = resolve_backend(DetectParams(kinds=["face", "person"]), tmp_path)
+    assert (params.backend, params.yolo_weights, params.min_score) == ("yolo", str(weights), 0.05)
+    assert f"face from trained detector {old['id']}" in why and f"person from trained detector {entry['id']}" in why
+    with pytest.raises(ValueError, match="yolo_kinds names person, which detect.kinds"):
+        DetectParams(yolo_kinds={"person": {"weights": str(weights)}})

@@ -13,14 +13,15 @@ from typing import Iterator, Sequence
 from tasks.core.config import DetectParams
 from tasks.core.records import Box, Frame
 from tasks.core.stage import Progress
-from tasks.video.detect import FaceDetector, frame_boxes, make_detector, make_person_detector, read_rgb, stride
+from tasks.video.detect import (BodyDetectors, FaceDetector, frame_boxes, make_body_detectors, make_detector, read_rgb,
+                                stride)
 
 # Below this many frames per worker, starting worker processes costs more than they save.
 MIN_FRAMES_PER_WORKER = 100
 # Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
 FRAMES_PER_JOB = 16
 
-_worker_detectors: dict[str, tuple[DetectParams, FaceDetector, object]] = {}
+_worker_detectors: dict[str, tuple[DetectParams, FaceDetector, BodyDetectors]] = {}
 
 
 def _detect_job(job: tuple[str, str, list[Frame]]) -> list[list[Box]]:
@@ -31,9 +32,9 @@ def _detect_job(job: tuple[str, str, list[Frame]]) -> list[list[Box]]:
 
         torch.set_num_threads(1)  # the processes are the parallelism; more threads each would spin on each other
         params = DetectParams.model_validate_json(params_json)
-        _worker_detectors[params_json] = (params, make_detector(params), make_person_detector(params))
-    params, detector, persons = _worker_detectors[params_json]
-    return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, detector, persons) for f in frames]
+        _worker_detectors[params_json] = (params, make_detector(params), make_body_detectors(params))
+    params, detector, body = _worker_detectors[params_json]
+    return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, detector, body) for f in frames]
 
 
 def _boxes_per_frame(frames_dir: Path, frames: Sequence[Frame], params: DetectParams,
@@ -55,9 +56,9 @@ def _boxes_per_frame(frames_dir: Path, frames: Sequence[Frame], params: DetectPa
                 yield from boxes
         return
     detector = detector or make_detector(params)
-    persons = make_person_detector(params)
+    body = make_body_detectors(params)
     for frame in frames:
-        yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, persons)
+        yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, body)
 
 
 def detect_video(frames_dir: Path, frames: Sequence[Frame], params: DetectParams, progress: Progress = None,
