@@ -103,9 +103,10 @@ def train_detector(
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
-    register it; `castline run` (detector auto) then uses it when it passes the quality gate."""
+    register it; `castline run` (detector auto) then uses it for each box kind whose class passes the quality gate."""
     quiet_environment()
     from tasks.tools.dataset import DatasetError, check_dataset
+    from tasks.core.records import KINDS
     from tasks.video.detect.yolo import QualityGate
 
     use_device_or_exit(device)
@@ -121,9 +122,10 @@ def train_detector(
     typer.echo(json.dumps(entry["metrics"], indent=2))
     typer.echo(f"registered {entry['id']}: {entry['weights']}")
     gate = QualityGate()
-    passes = gate.passes(entry)
-    typer.echo(f"{'passes' if passes else 'does NOT pass'} the quality gate (recall vs teacher >= "
-               f"{gate.min_recall}, mAP50 >= {gate.min_map50})" + ("; `--detector auto` will use it" if passes else ""))
+    passing = [kind for kind in KINDS if gate.passes_class(entry, kind)]
+    typer.echo(f"quality gate per class ({gate.describe()}): "
+               + (f"passes for {', '.join(passing)}; `--detector auto` uses it for those of detect.kinds" if passing
+                  else "does NOT pass for any kind"))
 
 
 @app.command("eval")

@@ -100,6 +100,32 @@ def test_body_boxes_heads_from_faces_and_faceless_persons():
     assert body_boxes([face], [holder, empty], ["face", "head"], 640, 360)[-1].x1 > 300  # top of the faceless one
 
 
+class _Fixed:
+    """A detector that finds the same boxes on every frame."""
+
+    def __init__(self, *boxes):
+        self.boxes = list(boxes)
+
+    def detect(self, image_rgb):
+        return self.boxes
+
+
+def test_trained_heads_replace_the_head_rule():
+    from tasks.video.detect import BodyDetectors, frame_boxes
+    from tasks.video.detect.head_boxes import needs_persons
+
+    image, frame = np.zeros((360, 640, 3), np.uint8), Frame(3, 1.5, "f.jpg")
+    faces = _Fixed((100, 50, 140, 100, 0.99))
+    persons = _Fixed((60, 30, 180, 330, 0.8), (300, 30, 400, 330, 0.7))
+    params = DetectParams(kinds=["face", "head", "person"])
+    ruled = frame_boxes(image, frame, params, faces, BodyDetectors(persons=persons))
+    assert [b.label for b in ruled] == ["face", "person", "person", "head", "head"]  # the rule: face + faceless person
+    trained = frame_boxes(image, frame, params, faces,
+                          BodyDetectors(persons=persons, heads=_Fixed((90, 35, 150, 101.234567, 0.6))))
+    assert trained[:3] == ruled[:3] and [(b.label, b.y2, b.score) for b in trained[3:]] == [("head", 101.23, 0.6)]
+    assert needs_persons(["face", "head"]) and not needs_persons(["face", "head"], trained_heads=True)
+
+
 def _frame(video: Path, index: int, tmp_path: Path, fps: float = 2.0) -> np.ndarray:
     """Frame `index` of the video sampled at `fps` (as ffmpeg's fps filter picks them)."""
     import cv2

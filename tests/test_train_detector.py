@@ -1,7 +1,8 @@
-"""Tests of tasks/tools/train_detector.py: greedy IoU matching and one tiny CPU training run (1 epoch, imgsz 64).
+"""Tests of tasks/tools/train_detector.py: greedy IoU matching and tiny CPU training runs (1 epoch, imgsz 64).
 
-In: a Haar-labelled dataset of two sample clips at 160 px. Out: checks that the run is estimated, logged per epoch,
-evaluated against the teacher (calibrated conf, ms/frame) and registered; the slow test runs both Prefect flows."""
+In: Haar-labelled datasets of two sample clips at 160 px (faces; faces, heads and persons). Out: checks that the run
+is estimated, logged per epoch, evaluated against the teacher over all boxes and per box kind (calibrated conf,
+ms/frame) and registered; the slow test runs both Prefect flows."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,12 +45,37 @@ def test_one_epoch_registers_an_evaluated_detector(tiny_dataset, tmp_path):
     for key in ("map50", "map50_95", "recall_vs_teacher", "precision_vs_teacher"):
         assert 0.0 <= m[key] <= 1.0
     assert m["yolo_ms_per_frame"] > 0 and m["teacher_ms_per_frame"] > 0 and m["speedup"] > 0
+    one_class = {k: m[k] for k in ("teacher_boxes", "yolo_boxes", "recall_vs_teacher", "precision_vs_teacher")}
+    assert m["per_class"] == {"face": one_class} and m["per_class_map50"] == {"face": pytest.approx(m["map50"])}
     assert 0.01 <= entry["conf"] < 1 and entry["conf_source"] == "best F1 on val"
     assert entry["teacher"] == "haar" and entry["train"]["epochs_run"] == 1 and entry["train"]["estimate_seconds"] > 0
     # one epoch from scratch cannot pass the default gate, but a permissive gate picks it, and it loads
     assert best_registered(tmp_path) is None
     assert best_registered(tmp_path, QualityGate(min_recall=0, min_map50=0))["id"] == entry["id"]
-    assert YoloDetector(weights).face_classes == [0]
+    assert YoloDetector(weights).classes == [0]
+
+
+def test_a_multi_class_run_records_each_kinds_agreement_with_the_teacher(tmp_path_factory, sample_dir, tmp_path):
+    data = tmp_path_factory.mktemp("kinds") / "fhp"
+    build_dataset([sample_dir / "montage_dev00.mp4", sample_dir / "montage_trn07.mp4"], data,
+                  DatasetParams(teacher="haar", max_side=160, min_face=12, coco=False, contact_sheet=0,
+                                kinds=["face", "head", "person"]))
+    lines = []
+    entry = train_detector(data, tmp_path, TrainParams(epochs=1, imgsz=64, batch=8), log=lines.append)
+    m = entry["metrics"]
+    assert set(m["per_class"]) == set(m["per_class_map50"]) == {"face", "head", "person"}
+    # Every box is judged within its own kind: the kinds' counts add up to the overall ones.
+    for key in ("teacher_boxes", "yolo_boxes"):
+        assert sum(c[key] for c in m["per_class"].values()) == m[key]
+    assert m["per_class"]["face"]["teacher_boxes"] == m["per_class"]["head"]["teacher_boxes"] > 0  # a head per face
+    assert m["per_class"]["person"]["teacher_boxes"] == 0  # HOG's 128 px window does not fit a 90 px frame
+    for c in m["per_class"].values():
+        assert 0.0 <= c["recall_vs_teacher"] <= 1.0 and 0.0 <= c["precision_vs_teacher"] <= 1.0
+    assert any(line.startswith("per-kind recall / precision vs the teacher") for line in lines)
+    anything = QualityGate(min_recall=0, min_map50=0)
+    assert [k for k in ("face", "head", "person") if anything.passes_class(entry, k)] == ["face", "head"]
+    assert best_registered(tmp_path, anything, kind="head")["id"] == entry["id"]
+    assert best_registered(tmp_path, anything, kind="person") is None
 
 
 def test_missing_checkpoint_is_refused_before_training(tiny_dataset, tmp_path):

@@ -1,7 +1,9 @@
-"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, and the registry.
+"""Tests of tasks/video/detect/yolo.py: YoloDetector on a real frame and its one-line errors, the registry, and
+backend auto choosing a source per box kind.
 
 In: random-init yolov8n weights saved by ultralytics, a sample frame, temp workspaces. Out: checks of class mapping,
-bad weights files, the quality gate, and two processes registering at once without losing an entry."""
+bad weights files and class maps, the per-class quality gate (old entries judged as before), two processes
+registering at once without losing an entry, and auto's per-kind parameters, reason and cache key."""
 from __future__ import annotations
 
 import multiprocessing
@@ -51,7 +53,7 @@ def frame(sample_dir):
 
 def test_random_yolo_detects_on_a_real_frame(face_weights, frame):
     detector = YoloDetector(face_weights, imgsz=128, conf=0.001)
-    assert detector.name == "yolo" and detector.face_classes == [0]
+    assert detector.name == "yolo" and detector.classes == [0]
     boxes = detector.detect(frame)
     assert isinstance(boxes, list)
     h, w = frame.shape[:2]
@@ -62,13 +64,13 @@ def test_random_yolo_detects_on_a_real_frame(face_weights, frame):
 def test_class_map_keeps_only_face_classes(tmp_path, frame):
     weights = save_random_yolo(tmp_path / "two.pt", {0: "person", 1: "head"})
     detector = YoloDetector(weights, imgsz=96, conf=0.001)
-    assert detector.labels == {0: "person", 1: "face"} and detector.face_classes == [1]
+    assert detector.labels == {0: "person", 1: "face"} and detector.classes == [1]
     assert all(len(b) == 5 for b in detector.detect(frame))
 
     weights = save_random_yolo(tmp_path / "cars.pt", {0: "car", 1: "truck"})
     with pytest.raises(YoloDetectorError, match=r"no class of cars\.pt maps to a face \(classes 0:car, 1:truck"):
         YoloDetector(weights)
-    assert YoloDetector(weights, class_map={"truck": "face"}).face_classes == [1]
+    assert YoloDetector(weights, class_map={"truck": "face"}).classes == [1]
 
 
 @pytest.mark.parametrize("content,name,message", [
@@ -145,3 +147,74 @@ def test_auto_backend_picks_a_passing_trained_detector_and_says_why(tmp_path):
     assert (params.backend, params.yolo_weights, params.yolo_imgsz, params.min_score) == ("yolo", str(weights), 256, 0.12)
     assert entry["id"] in why
     assert resolve_backend(DetectParams(backend="haar"), tmp_path)[0].backend == "haar"  # explicit choice wins
+
+
+def test_a_bad_class_map_is_one_line(tmp_path):
+    weights = save_random_yolo(tmp_path / "two.pt", {0: "person", 1: "head"})
+    with pytest.raises(YoloDetectorError, match=r"class map names 'car', not a class of two\.pt") as err:
+        YoloDetector(weights, class_map={"car": "face"})
+    assert "\n" not in str(err.value)
+    with pytest.raises(YoloDetectorError, match=r"sends 'head' to 'hand', not a box kind \(face, head, person\)"):
+        YoloDetector(weights, class_map={"head": "hand"})
+    with pytest.raises(YoloDetectorError, match=r"no class of two\.pt maps to a head"):
+        YoloDetector(weights, kind="head")  # without a face class, a class named head is the face
+    assert YoloDetector(weights, kind="person").classes == [0]
+
+
+def per_class(face: float, person: float) -> dict:
+    """Metrics of a face,head,person detector with recall `face` and `person` for those kinds and no head seen."""
+    kinds = {"face": face, "head": 0.0, "person": person}
+    return {"recall_vs_teacher": 0.9, "precision_vs_teacher": 0.9, "map50": 0.9,
+            "per_class": {k: {"recall_vs_teacher": r, "precision_vs_teacher": 0.9, "yolo_boxes": 10,
+                              "teacher_boxes": 0 if k == "head" else 10} for k, r in kinds.items()},
+            "per_class_map50": {"face": 0.9, "head": None, "person": 0.7}}
+
+
+def test_the_gate_judges_each_class_and_old_entries_as_before():
+    gate = QualityGate()
+    new = {"weights": "w.pt", "metrics": per_class(face=0.3, person=0.9)}
+    assert [k for k in ("face", "head", "person") if gate.passes_class(new, k)] == ["person"]
+    # No head on the held-out split: no evidence, even for a gate that asks for nothing.
+    assert not QualityGate(min_recall=0, min_map50=0).passes_class(new, "head")
+    assert not QualityGate(min_map50=0.8).passes_class(new, "person")  # per-class mAP50, not the overall 0.9
+    # Before per-class metrics: a face detector judged on all its boxes, and no evidence for any other kind.
+    old = {"weights": "w.pt", "metrics": {"recall_vs_teacher": 0.9, "precision_vs_teacher": 0.5, "map50": 0.6,
+                                          "per_class_map50": {"face": 0.6, "person": 0.9}}}
+    assert gate.passes_class(old, "face") and not gate.passes_class(old, "person")
+    assert not QualityGate(min_precision=0.6).passes_class(old, "face")
+    assert not gate.passes_class({**new, "classes": "characters"}, "person")
+
+
+def test_auto_takes_each_kind_from_where_its_class_passes(tmp_path):
+    from tasks.core.config import DetectParams, RunConfig, YoloSource
+    from tasks.video.detect import make_body_detectors, model_files, resolve_backend
+    from tasks.video.pipeline import StageKeys
+
+    weights = save_random_yolo(tmp_path / "fhp.pt", {0: "face", 1: "head", 2: "person"})
+    asked = DetectParams(kinds=["face", "head", "person"])
+    before = StageKeys("v" * 16, RunConfig(detect=resolve_backend(asked, tmp_path)[0]))["detect"]
+    entry = register_detector(tmp_path, {"weights": str(weights), "imgsz": 160, "conf": 0.05,
+                                         "metrics": per_class(face=0.3, person=0.9)})
+
+    params, why = resolve_backend(asked, tmp_path)
+    assert params.backend == "mtcnn" and params.yolo_weights is None and params.min_score == 0.9  # teacher faces
+    assert params.yolo_kinds == {"person": YoloSource(weights=str(weights), imgsz=160, conf=0.05)}
+    assert "face from mtcnn: no detector" in why and "head from the head rule" in why
+    assert f"person from trained detector {entry['id']} (recall vs teacher 0.900" in why
+    # Worker processes rebuild the detectors from the parameters: persons from YOLO, heads by the rule.
+    assert DetectParams.model_validate_json(params.model_dump_json()) == params
+    body = make_body_detectors(params)
+    assert (body.persons.kind, body.persons.classes, body.persons.conf, body.heads) == ("person", [2], 0.05, None)
+    assert model_files(params) == [weights]
+    assert StageKeys("v" * 16, RunConfig(detect=params))["detect"] != before  # a passing detector re-runs detect
+
+    # Faces only (the default): the registry's person class changes nothing.
+    assert resolve_backend(DetectParams(), tmp_path)[0] == DetectParams(backend="mtcnn")
+    # A newer old-style entry passes for faces only: faces from it, persons still from the older per-class one.
+    old = register_detector(tmp_path, {"weights": str(weights), "imgsz": 160, "conf": 0.05,
+                                       "metrics": {"recall_vs_teacher": 0.9, "map50": 0.9}})
+    params, why = resolve_backend(DetectParams(kinds=["face", "person"]), tmp_path)
+    assert (params.backend, params.yolo_weights, params.min_score) == ("yolo", str(weights), 0.05)
+    assert f"face from trained detector {old['id']}" in why and f"person from trained detector {entry['id']}" in why
+    with pytest.raises(ValueError, match="yolo_kinds names person, which detect.kinds"):
+        DetectParams(yolo_kinds={"person": {"weights": str(weights)}})

@@ -38,11 +38,20 @@ class DemuxParams(_Params):
     sample_rate: int = Field(16000, ge=8000, description="sample rate of the extracted mono audio (Hz)")
 
 
+class YoloSource(_Params):
+    """A trained YOLO that gives the boxes of one kind: its weights and the settings it was evaluated with."""
+
+    weights: str = Field(..., description="ultralytics .pt/.onnx weights with a class of this kind")
+    imgsz: int = Field(320, ge=32, le=1280, description="YOLO inference image size")
+    conf: float = Field(0.25, ge=0, le=1, description="YOLO confidence kept")
+
+
 class DetectParams(_Params):
     backend: Literal["auto", "mtcnn", "dlib-hog", "haar", "mtcnn+dlib", "yolo"] = Field(
         "auto", description="face detector: mtcnn | dlib-hog | haar (weights in pip packages); mtcnn+dlib "
                             "(agreement of both raises the score); yolo (yolo_weights); "
-                            "auto (newest YOLO trained in this workspace that passes its quality gate, else auto_fallback)")
+                            "auto (per kind of `kinds`, the newest YOLO trained in this workspace whose class of "
+                            "that kind passes its quality gate, else auto_fallback for faces)")
     min_face: int = Field(32, ge=8, description="smallest face side kept, in pixels of the sampled frame")
     # For yolo this is YOLO's confidence; auto uses the threshold calibrated when the detector was trained.
     min_score: float = Field(0.9, ge=0, le=1, description="detections below this confidence are dropped")
@@ -55,6 +64,11 @@ class DetectParams(_Params):
                               "people detector, ~200 ms a frame: opt-in), head (from each face box, and from the top "
                               "of a person box holding no face); head and person tracks keep their character on "
                               "screen while the face is hidden (tasks/video/body_link.py)")
+    # In the parameters, not beside them: worker processes rebuild the detectors from the parameters, and the detect
+    # stage's cache key hashes them, so a newly trained detector that passes re-runs detection.
+    yolo_kinds: dict[Literal["head", "person"], YoloSource] = Field(
+        {}, description="head and person boxes from a trained YOLO instead of the head rule and OpenCV HOG "
+                        "(kind -> weights, imgsz, conf); backend auto sets it to the kinds whose class passes the gate")
     person_max_side: int = Field(640, ge=128, description="long side of the frame the HOG person detector sees "
                                                           "(its cost and its smallest person: 128 px of that frame)")
     person_min_score: float = Field(0.5, description="HOG SVM margin kept for a person box")
@@ -65,9 +79,13 @@ class DetectParams(_Params):
                                                      "each with its own detector (the result does not depend on it)")
 
     @model_validator(mode="after")
-    def _face_first(self) -> "DetectParams":
+    def _kinds(self) -> "DetectParams":
         if "face" not in self.kinds:
             raise ValueError(f"detect.kinds must include face (identity comes from faces), got {self.kinds}")
+        unasked = sorted(set(self.yolo_kinds) - set(self.kinds))
+        if unasked:
+            raise ValueError(f"detect.yolo_kinds names {', '.join(unasked)}, which detect.kinds {self.kinds} "
+                             f"does not ask for")
         return self
 
 

@@ -1,7 +1,8 @@
 """Fine-tune a YOLO face detector on CPU from a teacher-labelled dataset, evaluate it, and register it.
 
 In: a dataset folder (tasks/tools/dataset.py layout), a workspace folder, TrainParams. Out: WORKSPACE/detectors/<id>/ (ultralytics
-run, weights/best.pt) and a registry entry with mAP, recall/precision vs the teacher and ms/frame. Backend: ultralytics YOLO.
+run, weights/best.pt) and a registry entry with mAP, recall/precision vs the teacher (all boxes, and per box kind: the
+quality gate judges each kind on its own) and ms/frame. Backend: ultralytics YOLO.
 """
 from __future__ import annotations
 
@@ -85,52 +86,64 @@ def measure_train_ms_per_image(model, imgsz: int, batch: int) -> float:
     return 1000 * min(steps) / batch
 
 
-def _held_out(dataset_dir: Path, split: str) -> list[tuple[Path, list[XYXY]]]:
-    """Held-out images with their teacher boxes in pixels (every class: recall vs teacher ignores the class)."""
+def _held_out(dataset_dir: Path, split: str) -> list[tuple[Path, list[tuple[int, XYXY]]]]:
+    """Held-out images with their teacher boxes in pixels, each with its class id."""
     out = []
     n_classes = len(check_dataset(dataset_dir)["names"])
     for image in list_images(dataset_dir / "images" / split):
         label = label_path(image)
         rows = read_label_file(label, n_classes) if label.exists() else []
         h, w = read_rgb(image).shape[:2]
-        out.append((image, [((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h)
-                            for _, xc, yc, bw, bh in rows]))
+        out.append((image, [(cls, ((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h))
+                            for cls, xc, yc, bw, bh in rows]))
     return out
 
 
-def _timed(detector: FaceDetector, images: list[np.ndarray]) -> tuple[list, float]:
+def _timed(detect: Callable[[np.ndarray], list], images: list[np.ndarray]) -> tuple[list, float]:
     """Detections per image and mean ms per image, after one untimed warm-up call (model loading)."""
-    detector.detect(images[0])
+    detect(images[0])
     out, seconds = [], 0.0
     for image in images:
         started = time.perf_counter()
-        out.append(detector.detect(image))
+        out.append(detect(image))
         seconds += time.perf_counter() - started
     return out, 1000 * seconds / len(images)
 
 
-def _scored_matches(items: list[tuple[Path, list[XYXY]]], predictions: list[list], min_face: int,
-                    min_iou: float) -> tuple[list[tuple[float, bool]], int]:
-    """(score, matched) per YOLO box and the number of teacher boxes. YOLO boxes smaller than the teacher's
-    min_face are ignored, as the teacher's were. Greedy matching goes by descending score, so the matches of the
-    boxes above any threshold are the same as matching those boxes alone: one pass serves every threshold."""
-    scored, n_truth = [], 0
+Scored = tuple[list[tuple[float, bool]], int]  # (score, matched) per YOLO box, and the number of teacher boxes
+
+
+def _scored_matches(items: list[tuple[Path, list[tuple[int, XYXY]]]],
+                    predictions: list[list[tuple[str, Sequence[float]]]], labels: dict[int, str],
+                    min_iou: float) -> dict[str, Scored]:
+    """Per box kind of the model (`labels`: class id -> kind, the teacher's class ids being the model's): the
+    (score, matched) of each YOLO box of that kind and the number of teacher boxes of it; a YOLO box matches only
+    a teacher box of its own kind. Greedy matching goes by descending score, so the matches of the boxes above
+    any threshold are the same as matching those boxes alone: one pass serves every threshold."""
+    out: dict[str, Scored] = {kind: ([], 0) for kind in labels.values()}
     for (_, truth), pred in zip(items, predictions):
-        pred = [p for p in pred if min(p[2] - p[0], p[3] - p[1]) >= min_face]
-        matched = {i for i, _ in match_boxes(pred, truth, min_iou)}
-        scored += [(p[4], i in matched) for i, p in enumerate(pred)]
-        n_truth += len(truth)
-    return scored, n_truth
+        for kind, (scored, n_truth) in out.items():
+            boxes = [p for k, p in pred if k == kind]
+            own = [b for cls, b in truth if labels.get(cls) == kind]
+            matched = {i for i, _ in match_boxes(boxes, own, min_iou)}
+            out[kind] = (scored + [(p[4], i in matched) for i, p in enumerate(boxes)], n_truth + len(own))
+    return out
+
+
+def _pooled(per_kind: dict[str, Scored]) -> Scored:
+    return [s for scored, _ in per_kind.values() for s in scored], sum(n for _, n in per_kind.values())
 
 
 def calibrate_conf(dataset_dir: Path, split: str, weights: Path, imgsz: int, min_face: int, min_iou: float,
                    default: float = 0.25, class_map: dict[str, str] | None = None) -> float:
-    """The YOLO confidence threshold with the best F1 against the teacher's boxes on `split` (ties: the higher
-    threshold); `default` when no box matches. Short training leaves confidences low, so a fixed 0.25 can hide
-    boxes that are in the right place."""
+    """The YOLO confidence threshold with the best F1 against the teacher's boxes of every kind on `split` (ties:
+    the higher threshold); `default` when no box matches. Short training leaves confidences low, so a fixed 0.25
+    can hide boxes that are in the right place."""
     items = _held_out(dataset_dir, split)
-    yolo = YoloDetector(weights, imgsz=imgsz, conf=CONF_FLOOR, class_map=class_map)
-    scored, n_truth = _scored_matches(items, [yolo.detect(read_rgb(p)) for p, _ in items], min_face, min_iou)
+    # YOLO boxes smaller than the teacher's min_face are ignored, as the teacher's were.
+    yolo = YoloDetector(weights, imgsz=imgsz, conf=CONF_FLOOR, class_map=class_map, min_side=min_face)
+    scored, n_truth = _pooled(_scored_matches(items, [yolo.labelled(read_rgb(p)) for p, _ in items], yolo.labels,
+                                              min_iou))
     best, best_f1, tp = default, 0.0, 0
     for n, (score, matched) in enumerate(sorted(scored, key=lambda s: -s[0]), 1):
         tp += matched
@@ -140,23 +153,27 @@ def calibrate_conf(dataset_dir: Path, split: str, weights: Path, imgsz: int, min
     return max(CONF_FLOOR, round(best, 4))
 
 
+def _agreement(scored: list[tuple[float, bool]], n_truth: int) -> dict:
+    tp, n_pred = sum(m for _, m in scored), len(scored)
+    return {"teacher_boxes": n_truth, "yolo_boxes": n_pred,
+            "recall_vs_teacher": tp / n_truth if n_truth else 0.0,
+            "precision_vs_teacher": tp / n_pred if n_pred else 0.0}
+
+
 def compare_with_teacher(dataset_dir: Path, split: str, yolo: YoloDetector, teacher: FaceDetector | None,
-                         min_face: int, min_iou: float) -> dict:
-    """Recall/precision of YOLO against the teacher's labels on one split, and both detectors' ms/frame on the
-    same frames."""
+                         min_iou: float) -> dict:
+    """Recall/precision of YOLO against the teacher's labels on one split, over every box and per box kind
+    (`per_class`), and both detectors' ms/frame on the same frames."""
     items = _held_out(dataset_dir, split)
     images = [read_rgb(path) for path, _ in items]
-    predictions, yolo_ms = _timed(yolo, images)
-    scored, n_truth = _scored_matches(items, predictions, min_face, min_iou)
-    tp, n_pred = sum(m for _, m in scored), len(scored)
-    teacher_ms = _timed(teacher, images)[1] if teacher is not None else None
+    predictions, yolo_ms = _timed(yolo.labelled, images)
+    per_kind = _scored_matches(items, predictions, yolo.labels, min_iou)
+    teacher_ms = _timed(teacher.detect, images)[1] if teacher is not None else None
     return {
         "held_out_split": split,
         "held_out_frames": len(items),
-        "teacher_boxes": n_truth,
-        "yolo_boxes": n_pred,
-        "recall_vs_teacher": tp / n_truth if n_truth else 0.0,
-        "precision_vs_teacher": tp / n_pred if n_pred else 0.0,
+        **_agreement(*_pooled(per_kind)),
+        "per_class": {kind: _agreement(scored, n_truth) for kind, (scored, n_truth) in per_kind.items()},
         "yolo_ms_per_frame": yolo_ms,
         "teacher_ms_per_frame": teacher_ms,
         "speedup": teacher_ms / yolo_ms if teacher_ms else None,
@@ -216,13 +233,17 @@ def _held_out_metrics(dataset_dir: Path, split: str, weights: Path, names: dict,
     class_map = {str(n): "face" for n in names.values()} if classes != "face" else None
     conf = params.conf or calibrate_conf(dataset_dir, "val", weights, params.imgsz, min_face, params.match_iou,
                                          class_map=class_map)
-    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf, class_map=class_map)
-    comparison = compare_with_teacher(dataset_dir, split, yolo, teacher, min_face, params.match_iou)
+    yolo = YoloDetector(weights, imgsz=params.imgsz, conf=conf, class_map=class_map, min_side=min_face)
+    comparison = compare_with_teacher(dataset_dir, split, yolo, teacher, params.match_iou)
     metrics = {"map50": float(scores.box.map50), "map50_95": float(scores.box.map), **comparison,
                "per_class_map50": per_class_map50(scores, names)}
     if len(names) > 1:
         log("per-class mAP50 on held-out " + split + ": " + ", ".join(
             f"{n} {v:.3f}" if v is not None else f"{n} (not in {split})" for n, v in metrics["per_class_map50"].items()))
+    if len(comparison["per_class"]) > 1:
+        log(f"per-kind recall / precision vs the teacher on held-out {split}: " + ", ".join(
+            f"{kind} {c['recall_vs_teacher']:.3f} / {c['precision_vs_teacher']:.3f} ({c['teacher_boxes']} boxes)"
+            for kind, c in comparison["per_class"].items()))
     log(f"held-out {split} ({comparison['held_out_frames']} frames): mAP50 {metrics['map50']:.3f}  "
         f"mAP50-95 {metrics['map50_95']:.3f}  recall {metrics['recall_vs_teacher']:.3f}  "
         f"precision {metrics['precision_vs_teacher']:.3f} vs {teacher_name} at conf {conf:g}")

@@ -1,21 +1,27 @@
-"""Face detection on the sampled frames of one video.
+"""Face detection, and the head and person boxes asked for, on the sampled frames of one video.
 
-In: a frame store (frames.json + RGB JPEGs) and DetectParams. Out: a boxes JSON (one Box per face per frame).
-Backends: MTCNN (facenet-pytorch), dlib HOG (dlib-bin), OpenCV Haar cascade; all weights ship in pip packages.
+In: a frame store (frames.json + RGB JPEGs) and DetectParams. Out: a boxes JSON (one Box per face, head or person
+per frame). Face backends: MTCNN (facenet-pytorch), dlib HOG (dlib-bin), OpenCV Haar cascade, all with weights in
+pip packages, or a trained YOLO; heads and persons: the head rule and OpenCV HOG (head_boxes.py, person.py), or a
+trained YOLO per kind (DetectParams.yolo_kinds). Backend `auto` picks per kind from the workspace's registry.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 
 from tasks.core import formats
-from tasks.core.config import DetectParams
+from tasks.core.config import DetectParams, YoloSource
 from tasks.core.records import Box, Frame, iou
 from tasks.core.stage import Progress, ProgressBar, stage_task
+
+if TYPE_CHECKING:  # imported where a trained detector is used, as every backend is
+    from tasks.video.detect.yolo import QualityGate
 
 Detection = tuple[float, float, float, float, float]  # x1, y1, x2, y2, score in 0..1
 
@@ -175,30 +181,51 @@ def make_detector(params: DetectParams) -> FaceDetector:
 
 
 def model_files(params: DetectParams) -> list[Path]:
-    """Weights the backend reads that no pip package pins: a trained YOLO's, which a new training run may
+    """Weights the detectors read that no pip package pins: trained YOLOs', which a new training run may
     overwrite at the same path."""
-    return [Path(params.yolo_weights)] if params.backend == "yolo" and params.yolo_weights else []
+    face = [Path(params.yolo_weights)] if params.backend == "yolo" and params.yolo_weights else []
+    return face + [Path(source.weights) for source in params.yolo_kinds.values()]
+
+
+# Where a kind's boxes come from when no trained detector passes its gate (face: DetectParams.auto_fallback).
+UNTRAINED_SOURCE = {"head": "the head rule", "person": "OpenCV HOG"}
+
+
+def auto_reason(chosen: dict[str, dict], params: DetectParams, gate: QualityGate) -> str:
+    """Which source each of `params.kinds` has under `auto`: the trained detector in `chosen` (kind -> registry
+    entry) with the metrics its class passed on, else the untrained one."""
+    from tasks.video.detect.yolo import class_metrics
+
+    parts = []
+    for kind in params.kinds:
+        entry = chosen.get(kind)
+        if entry is None:
+            source = params.auto_fallback if kind == "face" else UNTRAINED_SOURCE[kind]
+            parts.append(f"{kind} from {source}: no detector trained in this workspace passes the {kind} gate")
+            continue
+        m = class_metrics(entry, kind)
+        parts.append(f"{kind} from trained detector {entry['id']} (recall vs teacher {m['recall_vs_teacher']:.3f}, "
+                     f"precision {m['precision_vs_teacher']:.3f}, mAP50 {m['map50']:.3f})")
+    return f"auto, quality gate per class {gate.describe()}; " + "; ".join(parts)
 
 
 def resolve_backend(params: DetectParams, workspace_root: str | Path) -> tuple[DetectParams, str]:
-    """Backend `auto` made concrete, with the reason: the newest YOLO detector registered in this workspace
-    that passes the quality gate (its weights path then keys the cache, so a newly trained one re-runs
-    detection), else `auto_fallback`."""
+    """Backend `auto` made concrete per kind, with the reason: each kind of `params.kinds` comes from the newest
+    YOLO detector registered in this workspace whose class of that kind passes the quality gate, else from its
+    untrained source (faces: `auto_fallback`). The choice is all in the returned parameters (the weights paths
+    then key the cache, so a newly trained detector that passes re-runs detection)."""
     if params.backend != "auto":
         return params, "chosen in the configuration"
     from tasks.video.detect.yolo import QualityGate, best_registered
 
-    entry = best_registered(workspace_root)
-    if entry is None:
-        gate = QualityGate()
-        return (params.model_copy(update={"backend": params.auto_fallback}),
-                f"auto: no detector trained in this workspace passes the quality gate "
-                f"(recall vs teacher >= {gate.min_recall}, mAP50 >= {gate.min_map50})")
-    resolved = params.model_copy(update={"backend": "yolo", "yolo_weights": entry["weights"],
-                                         "yolo_imgsz": entry["imgsz"], "min_score": entry["conf"]})
-    metrics = entry.get("metrics", {})
-    return resolved, (f"auto: trained detector {entry['id']} passes the quality gate "
-                      f"(recall vs teacher {metrics.get('recall_vs_teacher')}, mAP50 {metrics.get('map50')})")
+    gate = QualityGate()
+    chosen = {kind: entry for kind in params.kinds if (entry := best_registered(workspace_root, gate, kind))}
+    face = chosen.get("face")
+    update = ({"backend": "yolo", "yolo_weights": face["weights"], "yolo_imgsz": face["imgsz"],
+               "min_score": face["conf"]} if face else {"backend": params.auto_fallback})
+    trained = {kind: YoloSource(weights=e["weights"], imgsz=e["imgsz"], conf=e["conf"])
+               for kind, e in chosen.items() if kind != "face"}
+    return params.model_copy(update={**update, "yolo_kinds": trained}), auto_reason(chosen, params, gate)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -222,8 +249,17 @@ def clean_detections(detections: Sequence[Detection], width: int, height: int,
     return kept
 
 
+@dataclass(frozen=True)
+class BodyDetectors:
+    """Where a frame's non-face boxes come from: persons from `persons` (OpenCV HOG or a trained YOLO; the head rule
+    reads them too), heads from `heads` (a trained YOLO) or, when it is None, from the head rule."""
+
+    persons: FaceDetector | None = None
+    heads: FaceDetector | None = None
+
+
 def frame_boxes(image: np.ndarray, frame: Frame, params: DetectParams, detector: FaceDetector,
-                person_detector=None) -> list[Box]:
+                body: BodyDetectors = BodyDetectors()) -> list[Box]:
     """The boxes of one frame: its faces, then the head and person boxes `params.kinds` asks for."""
     height, width = image.shape[:2]
     # No face of the smallest kept size fits in a tinier frame (and MTCNN's image pyramid would be empty).
@@ -234,29 +270,40 @@ def frame_boxes(image: np.ndarray, frame: Frame, params: DetectParams, detector:
         return faces
     from tasks.video.detect import head_boxes  # head and person boxes
 
-    persons = head_boxes.person_boxes(person_detector, image, frame.index, frame.t) if person_detector else []
-    return faces + head_boxes.body_boxes(faces, persons, params.kinds, width, height)
+    persons = head_boxes.kind_boxes(body.persons, image, frame.index, frame.t, "person") if body.persons else []
+    heads = head_boxes.kind_boxes(body.heads, image, frame.index, frame.t, "head") if body.heads else None
+    return faces + head_boxes.body_boxes(faces, persons, params.kinds, width, height, heads)
 
 
-def make_person_detector(params: DetectParams):
-    """OpenCV's HOG people detector when `params.kinds` needs person boxes, else None."""
+def _trained(source: YoloSource, kind: str, min_side: int) -> FaceDetector:
+    from tasks.video.detect.yolo import YoloDetector
+
+    return YoloDetector(source.weights, imgsz=source.imgsz, conf=source.conf, kind=kind, min_side=min_side)
+
+
+def make_body_detectors(params: DetectParams) -> BodyDetectors:
+    """The head and person sources `params.kinds` needs: a trained YOLO for each kind of `params.yolo_kinds`
+    (dropping boxes smaller than a face may be, as its training evaluation did), else OpenCV HOG for persons,
+    which the head rule also needs, and the head rule for heads."""
     from tasks.video.detect import head_boxes
 
-    if not head_boxes.needs_persons(params.kinds):
-        return None
-    from tasks.video.detect.person import HOGPersonDetector
+    trained = {kind: _trained(source, kind, params.min_face) for kind, source in params.yolo_kinds.items()}
+    persons = trained.get("person")
+    if persons is None and head_boxes.needs_persons(params.kinds, trained_heads="head" in trained):
+        from tasks.video.detect.person import HOGPersonDetector
 
-    return HOGPersonDetector(max_side=params.person_max_side, min_score=params.person_min_score)
+        persons = HOGPersonDetector(max_side=params.person_max_side, min_score=params.person_min_score)
+    return BodyDetectors(persons=persons, heads=trained.get("head"))
 
 
 def detect_faces(frames_dir: Path, frames: Sequence[Frame], params: DetectParams,
                  progress: Progress = None, detector: FaceDetector | None = None) -> list[Box]:
     """Every box of every frame of `frames`, in order (the frames need not be consecutive)."""
     detector = detector or make_detector(params)
-    person_detector = make_person_detector(params)
+    body = make_body_detectors(params)
     boxes: list[Box] = []
     for n, frame in enumerate(frames, 1):
-        boxes.extend(frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, person_detector))
+        boxes.extend(frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, body))
         if progress is not None:
             progress(n, len(frames))
     return boxes

@@ -1,7 +1,8 @@
 """Head boxes (the face+hair region) and person boxes for one frame, from the face boxes and a person detector.
 
-In: one frame's face boxes and (optionally) its person boxes. Out: `head` boxes by two geometric rules, and the
-frame's extra boxes of the kinds the detect stage was asked for (DetectParams.kinds).
+In: one frame's face boxes, (optionally) its person boxes, and its head boxes when a trained detector gives them.
+Out: `head` boxes by two geometric rules, and the frame's extra boxes of the kinds the detect stage was asked for
+(DetectParams.kinds).
 
 Rule 1, from a face box (x1, y1, x2, y2; w, h): the head is the face box widened by HEAD_FROM_FACE[0]·w on the
 left and [2]·w on the right, raised by [1]·h and lowered by [3]·h (hair above, ears aside, the chin below
@@ -13,7 +14,8 @@ mean hand-marked head (-0.23, -0.27, 1.21, 1.01) in face units; this rule's IoU 
 Rule 2, from a person box with no face inside its upper part: the head is the top of the box as the HOG
 people detector's 64x128 window places a standing person (16 px margins, head ~1/7 of the body): centred,
 HEAD_FROM_PERSON of the box. It is not calibrated on the sample media (HOG finds no whole standing person
-there often enough to measure it; README "Person and head boxes").
+there often enough to measure it; README "Person and head boxes"). Person boxes of a trained YOLO (its person
+class) go through the same rule, uncalibrated: they have no margin above the head, so its heads sit too low.
 """
 from __future__ import annotations
 
@@ -58,24 +60,28 @@ def face_in_person(face: Box, person: Box) -> bool:
 
 
 def body_boxes(faces: Sequence[Box], persons: Sequence[Box], kinds: Sequence[str], width: int,
-               height: int) -> list[Box]:
-    """The frame's non-face boxes of `kinds`: person boxes as given; heads from every face and from every
-    person box that holds no face."""
+               height: int, heads: Sequence[Box] | None = None) -> list[Box]:
+    """The frame's non-face boxes of `kinds`: person boxes as given; `heads` when a trained detector found them,
+    else heads from every face and from every person box that holds no face."""
     out: list[Box] = []
     if "person" in kinds:
         out.extend(replace(p, label="person") for p in persons)
-    if "head" in kinds:
+    if "head" in kinds and heads is not None:
+        out.extend(heads)
+    elif "head" in kinds:
         out.extend(head_from_face(f, width, height) for f in faces)
         out.extend(head_from_person(p, width, height) for p in persons
                    if not any(face_in_person(f, p) for f in faces))
     return out
 
 
-def needs_persons(kinds: Sequence[str]) -> bool:
-    """Whether the person detector must run: persons are asked for, or heads (the top of a faceless person)."""
-    return "person" in kinds or "head" in kinds
+def needs_persons(kinds: Sequence[str], trained_heads: bool = False) -> bool:
+    """Whether person boxes must be found: persons are asked for, or heads by the rule (the top of a faceless
+    person), not by a trained detector."""
+    return "person" in kinds or ("head" in kinds and not trained_heads)
 
 
-def person_boxes(detector, image_rgb: np.ndarray, frame: int, t: float) -> list[Box]:
+def kind_boxes(detector, image_rgb: np.ndarray, frame: int, t: float, label: str) -> list[Box]:
+    """`detector`'s boxes on the frame as boxes of kind `label`."""
     return [Box(frame=frame, t=t, x1=round(x1, 2), y1=round(y1, 2), x2=round(x2, 2), y2=round(y2, 2),
-                score=round(s, 4), label="person") for x1, y1, x2, y2, s in detector.detect(image_rgb)]
+                score=round(s, 4), label=label) for x1, y1, x2, y2, s in detector.detect(image_rgb)]

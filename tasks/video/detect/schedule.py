@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 from tasks.core.config import DetectParams
 from tasks.core.records import Box, Frame
 from tasks.core.stage import Progress
-from tasks.video.detect import FaceDetector, frame_boxes, make_detector, make_person_detector, read_rgb, stride
+from tasks.video.detect import FaceDetector, frame_boxes, make_body_detectors, make_detector, read_rgb, stride
 
 # Below this many frames per thread, a second detector's loading costs more than it saves.
 MIN_FRAMES_PER_THREAD = 100
@@ -34,16 +34,16 @@ def _boxes_per_frame(frames_dir: Path, frames: Sequence[Frame], params: DetectPa
     if detector is not None or params.threads < 2 or device.torch_device().type != "cpu" \
             or len(frames) < 2 * MIN_FRAMES_PER_THREAD:
         detector = detector or make_detector(params)
-        persons = make_person_detector(params)
+        body = make_body_detectors(params)
         for frame in frames:
-            yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, persons)
+            yield frame_boxes(read_rgb(Path(frames_dir) / frame.file), frame, params, detector, body)
         return
     own = threading.local()
 
     def job(chunk: Sequence[Frame]) -> list[list[Box]]:
         if not hasattr(own, "detector"):
-            own.detector, own.persons = make_detector(params), make_person_detector(params)
-        return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, own.detector, own.persons) for f in chunk]
+            own.detector, own.body = make_detector(params), make_body_detectors(params)
+        return [frame_boxes(read_rgb(Path(frames_dir) / f.file), f, params, own.detector, own.body) for f in chunk]
 
     chunks = [frames[k:k + FRAMES_PER_JOB] for k in range(0, len(frames), FRAMES_PER_JOB)]
     with ThreadPoolExecutor(params.threads, thread_name_prefix="detect") as pool:
