@@ -90,7 +90,7 @@ def test_a_face_sheet_has_a_labelled_row_of_faces_per_character_and_is_small(tmp
     outputs = stage_results(tmp_path / "ep", [Character("character_000", (0,)), Character("character_001", (1,))],
                             tracks)
     names = LibraryNames({"character_001": GalleryMatch("character_001", "Bea", 0.3)})
-    out = write_face_sheet(tmp_path / FACES_JPG, "ep.mp4", outputs, view(names))
+    out = write_face_sheet(tmp_path, "ep.mp4", outputs, view(names))
     with Image.open(out) as image:
         # Three faces each (one per frame), a title band and a row of tiles per character.
         assert image.format == "JPEG" and image.size == (3 * TILE, 2 * (TITLE_HEIGHT + TILE))
@@ -99,9 +99,27 @@ def test_a_face_sheet_has_a_labelled_row_of_faces_per_character_and_is_small(tmp
     assert sheet_title("character_000", "character_000") == "character_000"
 
 
+def test_a_face_sheet_is_copied_while_its_faces_and_names_stay_the_same(tmp_path, monkeypatch):
+    from tasks.library import face_sheet as module
+
+    tracks = [Track(0, tuple(Box(i, 3.0 * i, 40, 40, 120, 140, 0.99) for i in range(3)))]
+    outputs = stage_results(tmp_path / "ep", [Character("character_000", (0,))], tracks)
+    first, second, renamed = (tmp_path / k for k in ("first", "second", "renamed"))
+    for folder in (first, second, renamed):
+        folder.mkdir()
+    write_face_sheet(first, "ep.mp4", outputs, view())
+    drawn = []
+    monkeypatch.setattr(module, "face_sheet", lambda *a: drawn.append(a) or Image.new("RGB", (8, 8)))
+    write_face_sheet(second, "ep.mp4", outputs, view(), previous=first)
+    assert not drawn and (second / FACES_JPG).read_bytes() == (first / FACES_JPG).read_bytes()
+    names = LibraryNames({"character_000": GalleryMatch("character_000", "Bea", 0.3)})
+    write_face_sheet(renamed, "ep.mp4", outputs, view(names), previous=second)  # a new name: drawn again
+    assert len(drawn) == 1
+
+
 def test_a_video_without_a_face_gets_no_face_sheet(tmp_path):
     outputs = stage_results(tmp_path / "ep", [], [])
-    assert write_face_sheet(tmp_path / FACES_JPG, "ep.mp4", outputs, view()) is None
+    assert write_face_sheet(tmp_path, "ep.mp4", outputs, view()) is None
     assert not (tmp_path / FACES_JPG).exists()
 
 

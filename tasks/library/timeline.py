@@ -31,7 +31,7 @@ from tasks.core.formats import (
     write_webvtt,
 )
 from tasks.video.demux import load_media_info
-from tasks.library.face_sheet import FACES_JPG, write_face_sheet
+from tasks.library.face_sheet import write_face_sheet
 from tasks.library.plots import plot_timeline
 from tasks.library.report_cast import timeline_colours
 from tasks.library.view import LibraryView
@@ -153,7 +153,7 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
         info = load_media_info(outputs.probe, outputs.video)
         write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
                        info.duration, view)
-        write_face_sheet(tmp / FACES_JPG, name, outputs, view)
+        write_face_sheet(tmp, name, outputs, view, previous=dest)
         write_source_tracks(tmp / TRACKS_JSON, outputs.tracks, records.tracks, outputs.frames, info.display_size)
         write_characters(tmp / CHARACTERS_JSON, named.characters)
         write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
