@@ -18,7 +18,7 @@ from typing import Sequence
 from tasks.core.config import RunConfig
 from tasks.core.formats import to_jsonable, write_text
 from tasks.core.records import VideoResult
-from tasks.core.workspace import Workspace, code_fingerprint, params_digest
+from tasks.core.workspace import Workspace, code_fingerprint, folder_identity, model_identity, params_digest
 from tasks.library.registry import CHARACTERS_REGISTRY, SPEAKERS_REGISTRY
 from tasks.library.speaker_table import TABLE_CSV, TABLE_PARQUET
 from tasks.library.subtitles import find_subtitles
@@ -31,10 +31,6 @@ LIBRARY_OUTPUTS = (NAMES_JSON, "report.md", "report.html", "timeline.csv", "appe
                    TABLE_CSV, TABLE_PARQUET)
 
 
-def _stats(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
-    return [(str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(paths) if p.is_file()]
-
-
 def _digest(path: Path) -> str | None:
     return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest() if path.is_file() else None
 
@@ -44,10 +40,10 @@ def finish_key(ws: Workspace, ordered: Sequence[VideoResult], config: RunConfig,
     # timeline files are what the steps write.
     results = [(r.video, r.ok, r.error, r.skipped_stages, r.notes,
                 to_jsonable(replace(r.outputs, timeline=None) if r.outputs else None)) for r in ordered]
-    subtitles = [p for r in ordered if r.ok for p in find_subtitles(r.outputs.video)]
-    photos = list(Path(gallery).rglob("*")) if gallery else []
+    subtitles = [(str(p), model_identity(p)) for r in ordered if r.ok for p in find_subtitles(r.outputs.video)]
+    photos = folder_identity(gallery) if gallery and Path(gallery).is_dir() else []
     registries = [_digest(ws.library_dir / name) for name in (CHARACTERS_REGISTRY, SPEAKERS_REGISTRY)]
-    return params_digest(results, config.model_dump(mode="json"), _stats(subtitles), _stats(photos), registries,
+    return params_digest(results, config.model_dump(mode="json"), subtitles, photos, registries,
                          code_fingerprint("flows.library"))
 
 
