@@ -166,6 +166,8 @@ class DiarizeParams(_Params):
     # sample.wav (held out) 3.1 % up to 0.3, 4.0 % at 0.4, 5.3 % from 0.5: 0.25 sits inside both plateaus.
     min_duration_off: float = Field(0.25, ge=0, le=2, description="offline: pauses shorter than this inside a "
                                                                   "speaker's speech are filled")
+    refine_changes: bool = Field(True, description="offline: move each speaker change that falls on a part border to "
+                                 "where CAM++ hears the voice change")
     max_speakers: int | None = Field(None, ge=1, description="upper bound on speakers per file")
     chunk: float = Field(300.0, ge=30, description="offline: seconds of audio read, diarized and held in memory at "
                                                     "a time; the chunks' speakers are then clustered across the file")
