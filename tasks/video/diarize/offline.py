@@ -239,13 +239,13 @@ def refine_changes(turns: list[tuple[float, float, int]], features, offset: floa
         lo, hi = max(lo, 0), min(hi, features.shape[1])
         if hi - lo < 2 * half:
             continue
-        centres = np.arange(lo, hi)
-        weights = np.zeros((len(centres), features.shape[1]), dtype=np.float32)
-        for row, c in enumerate(centres):
-            weights[row, max(0, c - half):min(features.shape[1], c + half)] = 1.0
-        span = slice(max(0, lo - half), min(features.shape[1], hi + half))
+        first_frame, last_frame = max(0, lo - half), min(features.shape[1], hi + half)
+        weights = np.zeros((hi - lo, last_frame - first_frame), dtype=np.float32)
+        for row, c in enumerate(range(lo - first_frame, hi - first_frame)):
+            weights[row, max(0, c - half):c + half] = 1.0
         with torch.inference_mode():
-            vectors = model.pool(features[:, span].to(model.device), torch.from_numpy(weights[:, span]).to(model.device))
+            vectors = model.pool(features[:, first_frame:last_frame].to(model.device),
+                                 torch.from_numpy(weights).to(model.device))
         vectors = vectors.cpu().numpy()
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
         score = vectors @ unit[first[2]] - vectors @ unit[second[2]]
