@@ -22,6 +22,10 @@ from tasks.core.stage import Progress, ProgressBar, stage_task
 from tasks.core.workspace import model_folder
 
 DIM = 128
+# dlib's compute_face_descriptor pads the landmarks' face box by a quarter before cutting its chip.
+CHIP_PADDING = 0.25
+# Chips per forward pass: large enough for oneDNN's throughput, small enough to bound the activations' memory.
+BATCH = 64
 
 
 class DlibFaceEmbedder:
@@ -29,6 +33,8 @@ class DlibFaceEmbedder:
 
     Each box is landmarked with the 5-point predictor and the descriptor is computed on the aligned face chip
     dlib cuts from those landmarks, so detector boxes of any style (MTCNN, HOG, Haar) give comparable vectors.
+    dlib does the landmarks and chips; its ResNet runs in torch (tasks/video/embed/dlib_resnet.py), batched,
+    since the dlib wheel's own forward has no BLAS and was most of the pipeline's time.
     """
 
     name = "dlib-resnet"
@@ -37,19 +43,25 @@ class DlibFaceEmbedder:
         self.margin = float(margin)
         self.jitter = int(jitter)
         self._models = None
+        # dlib's model object jittered from its own fixed-seed generator: one seeded stream per embedder keeps
+        # a fresh embedder's jittered descriptors repeatable as they were.
+        self._rng = np.random.default_rng(0)
 
     def _load(self):
         if self._models is None:
             import warnings
 
             import dlib
+
+            from tasks.core import device
+            from tasks.video.embed import dlib_resnet
             with warnings.catch_warnings():
                 # face_recognition_models still imports pkg_resources, which only warns about itself.
                 warnings.simplefilter("ignore")
                 import face_recognition_models as frm
 
             self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-                            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+                            dlib_resnet.load(frm.face_recognition_model_location(), device.torch_device()))
         return self._models
 
     def _rect(self, box: Sequence[float], width: int, height: int):
@@ -63,19 +75,57 @@ class DlibFaceEmbedder:
         right, bottom = min(width - 1, int(round(x2 + dx)) - 1), min(height - 1, int(round(y2 + dy)) - 1)
         return dlib.rectangle(left, top, max(left, right), max(top, bottom))
 
-    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+    def chips(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        """(n, 150, 150, 3) uint8: the aligned faces of the boxes, cut as dlib's compute_face_descriptor cuts them."""
+        from tasks.video.embed.dlib_resnet import CHIP
+
         if len(boxes_xyxy) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
+            return np.zeros((0, CHIP, CHIP, 3), dtype=np.uint8)
         import dlib
 
-        predictor, model = self._load()
+        predictor, _ = self._load()
         image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
         height, width = image.shape[:2]
         shapes = dlib.full_object_detections()
         for box in boxes_xyxy:
             shapes.append(predictor(image, self._rect(box, width, height)))
-        vectors = model.compute_face_descriptor(image, shapes, self.jitter)
-        return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
+        return np.stack(dlib.get_face_chips(image, shapes, size=CHIP, padding=CHIP_PADDING))
+
+    def describe(self, chips: np.ndarray) -> np.ndarray:
+        """(n, 128) float32 descriptors of `chips`; with jitter > 1, each the mean over that many jittered copies."""
+        if len(chips) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        import torch
+
+        _, net = self._load()
+        copies = max(1, self.jitter)
+        if copies > 1:  # as dlib's own num_jitters > 1; 0 and 1 both mean the chip as it is
+            chips = np.stack([_jitter(chip, self._rng) for chip in chips for _ in range(copies)])
+        device = next(net.parameters()).device
+        with torch.inference_mode():
+            out = torch.cat([net(torch.from_numpy(chips[k:k + BATCH]).to(device))
+                             for k in range(0, len(chips), BATCH)])
+        return out.reshape(-1, copies, DIM).mean(dim=1).cpu().numpy().astype(np.float32)
+
+    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        return self.describe(self.chips(image_rgb, boxes_xyxy))
+
+
+def _jitter(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """dlib::jitter_image (dlib/image_transforms/interpolation.h) drawing from `rng`: the chip re-cut up to 2 %
+    off centre, 0.97-1 of its scale and up to 3 degrees turned, mirrored half the time."""
+    import dlib
+
+    side = chip.shape[0]
+    inner = side - 6  # shrink_rect(get_rect(img), 3)
+    tx, ty = (int(np.floor(rng.uniform(-0.02, 0.02) * inner + 0.5)) for _ in range(2))
+    box = int(inner / rng.uniform(0.97, 0.99999))
+    centre = side // 2
+    left, top = centre + tx - box // 2, centre + ty - box // 2
+    angle = rng.uniform(-3.0, 3.0) * np.pi / 180
+    rect = dlib.rectangle(left, top, left + box - 1, top + box - 1)
+    crop = dlib.extract_image_chip(chip, dlib.chip_details(rect, dlib.chip_dims(side, side), angle))
+    return np.ascontiguousarray(crop[:, ::-1]) if rng.random() > 0.5 else crop
 
 
 def _hf(family: str) -> Callable[[EmbedParams], object]:
