@@ -2,7 +2,8 @@
 
 In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, dim)
 float32 .npy, row i = track i. Backends: dlib's ResNet face descriptor (128-d, weights from
-face_recognition_models; the default), CLIP / ViT from a local Hugging Face model (tasks/video/embed/hf.py, unit vectors).
+face_recognition_models, the network run in torch by tasks/video/embed/dlib_resnet.py; the default), CLIP / ViT
+from a local Hugging Face model (tasks/video/embed/hf.py, unit vectors).
 """
 from __future__ import annotations
 
@@ -158,45 +159,32 @@ def model_files(params: EmbedParams) -> list[Path]:
     return [model_folder(params.model)] if params.backend != "dlib" and params.model else []
 
 
-# Below this many frames with faces per worker, starting worker processes costs more than they save.
-MIN_FRAMES_PER_WORKER = 100
-# Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
-FRAMES_PER_JOB = 32
-
-_worker_embedders: dict[tuple[float, int], DlibFaceEmbedder] = {}
-
-
-def _dlib_embed_frames(job: tuple[str, float, int, list[tuple[str, list[tuple[float, ...]]]]]) -> list[np.ndarray]:
-    """In a worker process: the descriptors of the boxes of a few frames, each JPEG decoded once."""
-    frames_dir, margin, jitter, frames = job
-    embedder = _worker_embedders.setdefault((margin, jitter), DlibFaceEmbedder(margin=margin, jitter=jitter))
-    return [embedder.embed(read_rgb(Path(frames_dir) / file), boxes) for file, boxes in frames]
+# Frames whose chips go through dlib's network in one pass: one frame's few faces are too small a batch for
+# oneDNN's throughput.
+FRAMES_PER_BATCH = 32
 
 
 def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, str],
-                      by_frame: dict[int, list[tuple[int, Box]]], embedder, workers: int,
+                      by_frame: dict[int, list[tuple[int, Box]]], embedder,
                       need_image: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """(frame index, its boxes' vectors, the frame when `need_image`) for each frame of `order`, in order.
 
-    dlib holds the GIL while it computes, so threads would not help: with `workers` > 1 (and enough
-    frames) the frames are spread over that many processes, each with its own models."""
-    if workers > 1 and not need_image and len(order) >= 2 * MIN_FRAMES_PER_WORKER:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    An embedder that cuts its chips apart from describing them (dlib) describes FRAMES_PER_BATCH frames' chips
+    at once, each frame dropped once its chips are cut; the others embed frame by frame."""
+    def boxes(frame_index: int) -> list[tuple[float, ...]]:
+        return [b.xyxy for _, b in by_frame[frame_index]]
 
-        chunks = [order[k:k + FRAMES_PER_JOB] for k in range(0, len(order), FRAMES_PER_JOB)]
-        jobs = [(str(frames_dir), embedder.margin, embedder.jitter,
-                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in chunk]) for chunk in chunks]
-        # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool_:
-            for chunk, vectors in zip(chunks, pool_.map(_dlib_embed_frames, jobs)):
-                for frame_index, vecs in zip(chunk, vectors):
-                    yield frame_index, vecs, None
+    if need_image or not hasattr(embedder, "describe"):
+        for frame_index in order:
+            image = read_rgb(frames_dir / files[frame_index])
+            yield frame_index, embedder.embed(image, boxes(frame_index)), image if need_image else None
         return
-    for frame_index in order:
-        image = read_rgb(frames_dir / files[frame_index])
-        yield frame_index, embedder.embed(image, [b.xyxy for _, b in by_frame[frame_index]]), \
-            image if need_image else None
+    for k in range(0, len(order), FRAMES_PER_BATCH):
+        batch = order[k:k + FRAMES_PER_BATCH]
+        chips = [embedder.chips(read_rgb(frames_dir / files[i]), boxes(i)) for i in batch]
+        vectors = embedder.describe(np.concatenate(chips))
+        for frame_index, frame_vectors in zip(batch, np.split(vectors, np.cumsum([len(c) for c in chips])[:-1])):
+            yield frame_index, frame_vectors, None
 
 
 def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
@@ -206,10 +194,8 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     (clip/vit): quality-weighted mean of unit vectors (tasks/video/embed/pooling.py).
 
     `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
-    dlib runs in `params.workers` processes on long videos (an `embedder` given by the caller runs here).
     """
     frames_dir = Path(frames_dir)
-    workers = params.workers if embedder is None and params.backend == "dlib" else 1
     embedder = embedder or make_embedder(params)
     dim = getattr(embedder, "dim", DIM)
     cosine = getattr(embedder, "metric", "euclidean") == "cosine"
@@ -232,7 +218,7 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     vectors: list[list[np.ndarray]] = [[] for _ in tracks]
     qualities: list[list[float]] = [[] for _ in tracks]
     for n, (frame_index, frame_vectors, image) in enumerate(
-            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, workers, need_image=cosine), 1):
+            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, need_image=cosine), 1):
         for (row, box), vec in zip(by_frame[frame_index], frame_vectors):
             vectors[row].append(vec)
             # Quality needs the frame, which is only decoded here: measure it now, pool once all boxes are in.
