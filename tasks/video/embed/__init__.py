@@ -106,7 +106,7 @@ class DlibFaceEmbedder:
         with torch.inference_mode():
             out = torch.cat([net(torch.from_numpy(chips[k:k + BATCH]).to(device))
                              for k in range(0, len(chips), BATCH)])
-        return out.reshape(-1, copies, DIM).mean(dim=1).cpu().numpy().astype(np.float32)
+        return out.reshape(-1, copies, DIM).mean(dim=1).cpu().numpy()
 
     def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
         return self.describe(self.chips(image_rgb, boxes_xyxy))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ CHIP = 150  # input_rgb_image_sized<150>
 class Layer:
     """One layer as the file holds it: its kind (dlib's version string less the version) and its fields."""
     kind: str
-    fields: dict[str, object] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class _Reader:
@@ -41,7 +41,7 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def int(self) -> int:
+    def integer(self) -> int:
         # A control byte (low nibble: byte count, 0x80: negative) then that many little-endian magnitude bytes;
         # signed and unsigned types share it, unsigned ones never set the sign bit.
         control = self._take(1)[0]
@@ -51,33 +51,33 @@ class _Reader:
         value = int.from_bytes(self._take(size), "little")
         return -value if control & 0x80 else value
 
-    def float(self) -> float:
+    def number(self) -> float:
         # float_details: value = mantissa * 2**exponent, with three reserved exponents for inf, -inf and NaN.
         # (Files older than 2013 wrote ASCII floats, which dlib tells apart by bits 0x70 of the first byte.)
         if self.data[self.pos] & 0x70:
             raise ValueError("dlib model file uses the pre-2013 ASCII float format")
-        mantissa, exponent = self.int(), self.int()
+        mantissa, exponent = self.integer(), self.integer()
         special = {32000: math.inf, 32001: -math.inf, 32002: math.nan}
         return special[exponent] if exponent in special else math.ldexp(mantissa, exponent)
 
-    def bool(self) -> bool:
+    def flag(self) -> bool:
         return {b"1": True, b"0": False}[self._take(1)]
 
     def string(self) -> str:
-        return self._take(self.int()).decode("ascii")
+        return self._take(self.integer()).decode("ascii")
 
     def starts_string(self, prefix: str) -> bool:
         """Whether a string beginning with `prefix` comes next, reading nothing."""
         pos = self.pos
         try:
-            return self._take(self.int()).startswith(prefix.encode())
+            return self._take(self.integer()).startswith(prefix.encode())
         except (ValueError, IndexError):
             return False
         finally:
             self.pos = pos
 
     def version(self, expected: Sequence[int], what: str) -> int:
-        v = self.int()
+        v = self.integer()
         if v not in expected:
             raise ValueError(f"unexpected {what} version {v}")
         return v
@@ -85,42 +85,43 @@ class _Reader:
     def tensor(self) -> np.ndarray:
         # Unlike lone floats, tensors are raw little-endian float32 (dlib/cuda/tensor.h).
         self.version((2,), "tensor")
-        shape = tuple(self.int() for _ in range(4))
+        shape = tuple(self.integer() for _ in range(4))
         return np.frombuffer(self._take(4 * math.prod(shape)), dtype="<f4").reshape(shape)
 
     def alias(self) -> tuple[int, ...]:
         """An alias_tensor: a view's shape into a layer's one flat `params` tensor."""
         self.version((1,), "alias_tensor")
-        return tuple(self.int() for _ in range(4))
+        return tuple(self.integer() for _ in range(4))
 
 
 def _slice(params: np.ndarray, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    """One alias_tensor's view of `params`, as a writable copy (torch will not share the file's read-only bytes)."""
     return params.reshape(-1)[offset:offset + math.prod(shape)].reshape(shape).astype(np.float32)
 
 
-def _con(r: _Reader, version: str) -> dict[str, object]:
+def _con(r: _Reader, version: str) -> dict[str, Any]:
     params = r.tensor()
-    f: dict[str, object] = {"num_filters": r.int(), "nr": r.int(), "nc": r.int(), "stride_y": r.int(),
-                            "stride_x": r.int(), "padding_y": r.int(), "padding_x": r.int()}
+    names = ("num_filters", "nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")
+    f: dict[str, Any] = {name: r.integer() for name in names}
     filters, biases = r.alias(), r.alias()
     for _ in range(4):
-        r.float()  # learning-rate and weight-decay multipliers: training only
-    use_bias = r.bool() if version in ("con_5", "con_6") else True
-    if version == "con_6" and r.bool():
+        r.number()  # learning-rate and weight-decay multipliers: training only
+    use_bias = r.flag() if version in ("con_5", "con_6") else True
+    if version == "con_6" and r.flag():
         raise ValueError("con_ with a fused relu is not part of this model")
     f["weight"] = _slice(params, 0, filters)  # (num_filters, k, nr, nc): torch's OIHW
     f["bias"] = _slice(params, math.prod(filters), biases).reshape(-1) if use_bias else None
     return f
 
 
-def _fc(r: _Reader, version: str) -> dict[str, object]:
-    f: dict[str, object] = {"num_outputs": r.int(), "num_inputs": r.int()}
+def _fc(r: _Reader, version: str) -> dict[str, Any]:
+    f: dict[str, Any] = {"num_outputs": r.integer(), "num_inputs": r.integer()}
     params = r.tensor()
     weights, biases = r.alias(), r.alias()
-    bias_mode = r.int()  # 0 FC_HAS_BIAS, 1 FC_NO_BIAS
+    bias_mode = r.integer()  # 0 FC_HAS_BIAS, 1 FC_NO_BIAS
     for _ in range(4):
-        r.float()
-    use_bias = (r.bool() if version == "fc_3" else True) and bias_mode == 0
+        r.number()
+    use_bias = (r.flag() if version == "fc_3" else True) and bias_mode == 0
     # dlib computes output = input x W with W (num_inputs, num_outputs, 1, 1): torch's Linear weight is W's
     # transpose.
     f["weight"] = _slice(params, 0, weights[:2]).T.copy()
@@ -128,34 +129,33 @@ def _fc(r: _Reader, version: str) -> dict[str, object]:
     return f
 
 
-def _affine(r: _Reader, version: str) -> dict[str, object]:
+def _affine(r: _Reader, version: str) -> dict[str, Any]:
     params = r.tensor()
     gamma, beta = r.alias(), r.alias()
-    if r.int() != 0:  # layer_mode: CONV_MODE = 0 (per channel), FC_MODE = 1 (per element)
+    if r.integer() != 0:  # layer_mode: CONV_MODE = 0 (per channel), FC_MODE = 1 (per element)
         raise ValueError("an affine_ in FC mode is not part of this model")
-    if version == "affine_2" and r.bool():
+    if version == "affine_2" and r.flag():
         raise ValueError("a disabled affine_ is not part of this model")
     return {"gamma": _slice(params, 0, gamma).reshape(-1),
             "beta": _slice(params, math.prod(gamma), beta).reshape(-1)}
 
 
-def _pool(r: _Reader, version: str) -> dict[str, object]:
-    return {"nr": r.int(), "nc": r.int(), "stride_y": r.int(), "stride_x": r.int(),
-            "padding_y": r.int(), "padding_x": r.int()}
+def _pool(r: _Reader, version: str) -> dict[str, Any]:
+    return {name: r.integer() for name in ("nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")}
 
 
-def _relu(r: _Reader, version: str) -> dict[str, object]:
-    if version == "relu_2" and r.bool():
+def _relu(r: _Reader, version: str) -> dict[str, Any]:
+    if version == "relu_2" and r.flag():
         raise ValueError("a disabled relu_ is not part of this model")
     return {}
 
 
-def _input_rgb_image_sized(r: _Reader, version: str) -> dict[str, object]:
-    return {"avg_rgb": (r.float(), r.float(), r.float()), "nr": r.int(), "nc": r.int()}
+def _input_rgb_image_sized(r: _Reader, version: str) -> dict[str, Any]:
+    return {"avg_rgb": (r.number(), r.number(), r.number()), "nr": r.integer(), "nc": r.integer()}
 
 
-def _loss_metric(r: _Reader, version: str) -> dict[str, object]:
-    return {"margin": r.float(), "dist_thresh": r.float()} if version == "loss_metric_2" else {}
+def _loss_metric(r: _Reader, version: str) -> dict[str, Any]:
+    return {"margin": r.number(), "dist_thresh": r.number()} if version == "loss_metric_2" else {}
 
 
 # version string -> (kind, reader of the fields that follow it)
@@ -185,7 +185,7 @@ def _details(r: _Reader) -> Layer:
 def _skip_state(r: _Reader, tensors: int) -> None:
     """An add_layer's training state after its details: three flags and `tensors` gradient/output caches."""
     for _ in range(3):
-        r.bool()
+        r.flag()
     for _ in range(tensors):
         r.tensor()
 
@@ -205,12 +205,14 @@ def _subnet(r: _Reader, out: list[Layer]) -> None:
         out.append(_details(r))
         _skip_state(r, 3)
         if version == 3:
-            r.int()  # _sample_expansion_factor
+            r.integer()  # _sample_expansion_factor
         return
     _subnet(r, out)
     if version == 1:
         out.append(Layer("tag"))
         return
+    if version != 2:
+        raise ValueError(f"unexpected add_layer version {version} above another layer")
     out.append(_details(r))
     _skip_state(r, 3)  # x_grad, cached_output, params_grad
 
@@ -236,7 +238,7 @@ class _Stream:
     def peek(self) -> str:
         return self._layers[self._i].kind if self._i < len(self._layers) else ""
 
-    def take(self, kind: str, **expected: object) -> dict[str, object]:
+    def take(self, kind: str, **expected: object) -> dict[str, Any]:
         layer = self._layers[self._i] if self._i < len(self._layers) else Layer("the end of the file")
         wrong = {k: layer.fields.get(k) for k, v in expected.items() if layer.fields.get(k) != v}
         if layer.kind != kind or wrong:
@@ -292,24 +294,24 @@ class _Residual(nn.Module):
         self.conv1 = _con_affine(s, nr=3, nc=3)
         s.take("relu")
         self.conv2 = _con_affine(s, nr=3, nc=3, stride_y=1, stride_x=1)
-        self.pool: tuple[int, int] | None = None
-        if self.conv1.stride != (1, 1):
+        self.down = self.conv1.stride != (1, 1)
+        if self.down:
             s.take("tag")  # tag2: the block's output
             s.take("tag")  # skip1: back to the block's input
-            pool = s.take("avg_pool", padding_y=0, padding_x=0)
-            self.pool = (int(pool["nr"]), int(pool["stride_y"]))
+            s.take("avg_pool", nr=2, nc=2, stride_y=2, stride_x=2, padding_y=0, padding_x=0)
         s.take("add_prev")
         s.take("relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(F.relu(self.conv1(x)))
-        shortcut = F.avg_pool2d(x, self.pool[0], self.pool[1]) if self.pool else x
+        shortcut = F.avg_pool2d(x, 2) if self.down else x
         return F.relu(_add_prev(y, shortcut))
 
 
 class DlibResNet(nn.Module):
-    """dnn_face_recognition_ex.cpp's anet_type: con 7x7/2, max_pool 3x3/2, 15 residual blocks, global average,
-    fc_no_bias<128>. forward takes uint8 chips (n, 150, 150, 3) and returns the descriptors (n, 128)."""
+    """dnn_face_recognition_ex.cpp's anet_type: con 7x7/2, max_pool 3x3/2, 14 residual blocks (4 of them
+    halving the side), global average, fc_no_bias<128>. forward takes uint8 chips (n, 150, 150, 3) and returns
+    the descriptors (n, 128)."""
 
     def __init__(self, layers: Sequence[Layer]):
         super().__init__()
@@ -318,8 +320,7 @@ class DlibResNet(nn.Module):
         self.register_buffer("avg_rgb", torch.tensor(inp["avg_rgb"], dtype=torch.float32).view(1, 3, 1, 1))
         self.stem = _con_affine(s, nr=7, nc=7, stride_y=2, stride_x=2)
         s.take("relu")
-        pool = s.take("max_pool", nr=3, nc=3, stride_y=2, stride_x=2, padding_y=0, padding_x=0)
-        self.max_pool = (int(pool["nr"]), int(pool["stride_y"]))
+        s.take("max_pool", nr=3, nc=3, stride_y=2, stride_x=2, padding_y=0, padding_x=0)
         blocks = []
         while s.peek() == "tag":
             blocks.append(_Residual(s))
@@ -336,7 +337,7 @@ class DlibResNet(nn.Module):
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
         # input_rgb_image_sized: (pixel - channel mean) / 256, planes in R, G, B order.
         x = (chips.permute(0, 3, 1, 2).float() - self.avg_rgb) / 256.0
-        x = F.max_pool2d(F.relu(self.stem(x)), self.max_pool[0], self.max_pool[1])
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
         x = self.blocks(x).mean(dim=(2, 3))
         return self.fc(x)
 
