@@ -274,7 +274,7 @@ def measure(cmd: list[str], log: Path) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} ... exited with {code}; see {log}")
-    # wait4's CPU times cover the process and every child it reaped (ffmpeg, spawned embed workers).
+    # wait4's CPU times cover the process and every child it reaped (ffmpeg).
     return {"wall_s": wall, "started": started, "peak_rss_gb": usage.ru_maxrss * 1024 / GB,
             "tree_rss_gb": peak[0] / GB, "cpu_s": usage.ru_utime + usage.ru_stime}
 

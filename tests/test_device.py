@@ -48,11 +48,13 @@ def test_config_takes_the_setting_and_no_stage_key_depends_on_it():
 def test_models_load_on_the_device_set():
     from tasks.video.diarize import voice_models
     from tasks.video.detect import MTCNNDetector
+    from tasks.video.embed import DlibFaceEmbedder
 
     device.use("cpu")
     assert next(voice_models.segmentation_model().parameters()).device.type == "cpu"
     assert voice_models.campplus().device.type == "cpu"
     assert MTCNNDetector()._load().device.type == "cpu"
+    assert next(DlibFaceEmbedder()._load()[1].parameters()).device.type == "cpu"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU the check asks for")

@@ -33,7 +33,7 @@ def test_a_parameter_rekeys_its_stage_and_what_follows_only(tmp_path, sample_dir
     assert changed(RunConfig(demux={"fps": 2})) == {"frames", "detect", "track", "embed", "cluster", "align"}
     assert changed(RunConfig(detect={"min_score": 0.8})) == {"detect", "track", "embed", "cluster", "align"}
     assert changed(RunConfig(diarize={"threshold": 0.5})) == {"diarize", "align"}
-    assert changed(RunConfig(embed={"workers": 4})) == set()
+    assert changed(RunConfig(detect={"threads": 1})) == set()
 
 
 def test_remove_partials(tmp_path):

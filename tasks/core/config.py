@@ -120,8 +120,6 @@ class EmbedParams(_Params):
     # 79 % of the sample's boxes, 2 embeds 61 % (its tracks are short: most have 1-3 boxes).
     crops: int = Field(4, ge=0, le=1000, description="boxes embedded per track, spread over its time, the largest "
                                                       "and most confident of each stretch (0: every box)")
-    workers: int = Field(2, ge=1, le=64, description="dlib: processes that embed a long video's faces at once "
-                                                   "(the result does not depend on it)")
 
     @model_validator(mode="after")
     def _model_for_hf(self) -> "EmbedParams":

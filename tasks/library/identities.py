@@ -109,7 +109,7 @@ def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[s
     if embed.backend == "dlib":
         embed = embed.model_copy(update={"jitter": max(embed.jitter, cfg.library.gallery_jitter)})
     key = params_digest({n: [file_digest(p) for p in ps] for n, ps in photos.items()},
-                        cfg.detect.model_dump(), embed.model_dump(exclude={"workers"}))
+                        cfg.detect.model_dump(), embed.model_dump())
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}

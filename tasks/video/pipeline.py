@@ -70,11 +70,11 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     # sample_rate only shapes the audio stage
     Stage("frames", "tasks.video.demux", ("probe",), "", lambda c: c.demux.model_dump(exclude={"sample_rate"}),
           index=FRAMES_INDEX),
-    # detect's threads and embed's workers change how fast the results come, not what they are
+    # detect's threads change how fast the results come, not what they are
     Stage("detect", "tasks.video.detect", ("frames",), ".json", lambda c: c.detect.model_dump(exclude={"threads"}),
           lambda c: detect.model_files(c.detect)),
     Stage("track", "tasks.video.track", ("frames", "detect"), ".json", lambda c: c.track.model_dump()),
-    Stage("embed", "tasks.video.embed", ("frames", "track"), ".npy", lambda c: c.embed.model_dump(exclude={"workers"}),
+    Stage("embed", "tasks.video.embed", ("frames", "track"), ".npy", lambda c: c.embed.model_dump(),
           lambda c: embed.model_files(c.embed)),
     Stage("cluster", "tasks.video.cluster", ("track", "embed"), ".json", lambda c: c.cluster.model_dump()),
     Stage("audio", "tasks.video.demux", ("probe",), ".wav", lambda c: c.demux.sample_rate),

@@ -2,7 +2,8 @@
 
 In: the frame store (frames.json + JPEGs), the track stage's tracks and EmbedParams. Out: an (n_tracks, dim)
 float32 .npy, row i = track i. Backends: dlib's ResNet face descriptor (128-d, weights from
-face_recognition_models; the default), CLIP / ViT from a local Hugging Face model (tasks/video/embed/hf.py, unit vectors).
+face_recognition_models, the network run in torch by tasks/video/embed/dlib_resnet.py; the default), CLIP / ViT
+from a local Hugging Face model (tasks/video/embed/hf.py, unit vectors).
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from tasks.core.stage import Progress, ProgressBar, stage_task
 from tasks.core.workspace import model_folder
 
 DIM = 128
+# dlib's compute_face_descriptor pads the landmarks' face box by a quarter before cutting its chip.
+CHIP_PADDING = 0.25
+# Chips per forward pass: large enough for oneDNN's throughput, small enough to bound the activations' memory.
+BATCH = 64
 
 
 class DlibFaceEmbedder:
@@ -29,6 +34,8 @@ class DlibFaceEmbedder:
 
     Each box is landmarked with the 5-point predictor and the descriptor is computed on the aligned face chip
     dlib cuts from those landmarks, so detector boxes of any style (MTCNN, HOG, Haar) give comparable vectors.
+    dlib does the landmarks and chips; its ResNet runs in torch (tasks/video/embed/dlib_resnet.py), batched,
+    since the dlib wheel's own forward has no BLAS and was most of the pipeline's time.
     """
 
     name = "dlib-resnet"
@@ -37,19 +44,25 @@ class DlibFaceEmbedder:
         self.margin = float(margin)
         self.jitter = int(jitter)
         self._models = None
+        # dlib's model object jittered from its own fixed-seed generator: one seeded stream per embedder keeps
+        # a fresh embedder's jittered descriptors repeatable as they were.
+        self._rng = np.random.default_rng(0)
 
     def _load(self):
         if self._models is None:
             import warnings
 
             import dlib
+
+            from tasks.core import device
+            from tasks.video.embed import dlib_resnet
             with warnings.catch_warnings():
                 # face_recognition_models still imports pkg_resources, which only warns about itself.
                 warnings.simplefilter("ignore")
                 import face_recognition_models as frm
 
             self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-                            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+                            dlib_resnet.load(frm.face_recognition_model_location(), device.torch_device()))
         return self._models
 
     def _rect(self, box: Sequence[float], width: int, height: int):
@@ -63,19 +76,57 @@ class DlibFaceEmbedder:
         right, bottom = min(width - 1, int(round(x2 + dx)) - 1), min(height - 1, int(round(y2 + dy)) - 1)
         return dlib.rectangle(left, top, max(left, right), max(top, bottom))
 
-    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+    def chips(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        """(n, 150, 150, 3) uint8: the aligned faces of the boxes, cut as dlib's compute_face_descriptor cuts them."""
+        from tasks.video.embed.dlib_resnet import CHIP
+
         if len(boxes_xyxy) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
+            return np.zeros((0, CHIP, CHIP, 3), dtype=np.uint8)
         import dlib
 
-        predictor, model = self._load()
+        predictor, _ = self._load()
         image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
         height, width = image.shape[:2]
         shapes = dlib.full_object_detections()
         for box in boxes_xyxy:
             shapes.append(predictor(image, self._rect(box, width, height)))
-        vectors = model.compute_face_descriptor(image, shapes, self.jitter)
-        return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(-1, DIM)
+        return np.stack(dlib.get_face_chips(image, shapes, size=CHIP, padding=CHIP_PADDING))
+
+    def describe(self, chips: np.ndarray) -> np.ndarray:
+        """(n, 128) float32 descriptors of `chips`; with jitter > 1, each the mean over that many jittered copies."""
+        if len(chips) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        import torch
+
+        _, net = self._load()
+        copies = max(1, self.jitter)
+        if copies > 1:  # as dlib's own num_jitters > 1; 0 and 1 both mean the chip as it is
+            chips = np.stack([_jitter(chip, self._rng) for chip in chips for _ in range(copies)])
+        device = next(net.parameters()).device
+        with torch.inference_mode():
+            out = torch.cat([net(torch.from_numpy(chips[k:k + BATCH]).to(device))
+                             for k in range(0, len(chips), BATCH)])
+        return out.reshape(-1, copies, DIM).mean(dim=1).cpu().numpy()
+
+    def embed(self, image_rgb: np.ndarray, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
+        return self.describe(self.chips(image_rgb, boxes_xyxy))
+
+
+def _jitter(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """dlib::jitter_image (dlib/image_transforms/interpolation.h) drawing from `rng`: the chip re-cut up to 2 %
+    off centre, 0.97-1 of its scale and up to 3 degrees turned, mirrored half the time."""
+    import dlib
+
+    side = chip.shape[0]
+    inner = side - 6  # shrink_rect(get_rect(img), 3)
+    tx, ty = (int(np.floor(rng.uniform(-0.02, 0.02) * inner + 0.5)) for _ in range(2))
+    box = int(inner / rng.uniform(0.97, 0.99999))
+    centre = side // 2
+    left, top = centre + tx - box // 2, centre + ty - box // 2
+    angle = rng.uniform(-3.0, 3.0) * np.pi / 180
+    rect = dlib.rectangle(left, top, left + box - 1, top + box - 1)
+    crop = dlib.extract_image_chip(chip, dlib.chip_details(rect, dlib.chip_dims(side, side), angle))
+    return np.ascontiguousarray(crop[:, ::-1]) if rng.random() > 0.5 else crop
 
 
 def _hf(family: str) -> Callable[[EmbedParams], object]:
@@ -108,45 +159,32 @@ def model_files(params: EmbedParams) -> list[Path]:
     return [model_folder(params.model)] if params.backend != "dlib" and params.model else []
 
 
-# Below this many frames with faces per worker, starting worker processes costs more than they save.
-MIN_FRAMES_PER_WORKER = 100
-# Frames sent to a worker at a time: small enough for a smooth progress bar, large enough to amortise pickling.
-FRAMES_PER_JOB = 32
-
-_worker_embedders: dict[tuple[float, int], DlibFaceEmbedder] = {}
-
-
-def _dlib_embed_frames(job: tuple[str, float, int, list[tuple[str, list[tuple[float, ...]]]]]) -> list[np.ndarray]:
-    """In a worker process: the descriptors of the boxes of a few frames, each JPEG decoded once."""
-    frames_dir, margin, jitter, frames = job
-    embedder = _worker_embedders.setdefault((margin, jitter), DlibFaceEmbedder(margin=margin, jitter=jitter))
-    return [embedder.embed(read_rgb(Path(frames_dir) / file), boxes) for file, boxes in frames]
+# Frames whose chips go through dlib's network in one pass: one frame's few faces are too small a batch for
+# oneDNN's throughput.
+FRAMES_PER_BATCH = 32
 
 
 def _vectors_by_frame(frames_dir: Path, order: Sequence[int], files: dict[int, str],
-                      by_frame: dict[int, list[tuple[int, Box]]], embedder, workers: int,
+                      by_frame: dict[int, list[tuple[int, Box]]], embedder,
                       need_image: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """(frame index, its boxes' vectors, the frame when `need_image`) for each frame of `order`, in order.
 
-    dlib holds the GIL while it computes, so threads would not help: with `workers` > 1 (and enough
-    frames) the frames are spread over that many processes, each with its own models."""
-    if workers > 1 and not need_image and len(order) >= 2 * MIN_FRAMES_PER_WORKER:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    An embedder that cuts its chips apart from describing them (dlib) describes FRAMES_PER_BATCH frames' chips
+    at once, each frame dropped once its chips are cut; the others embed frame by frame."""
+    def boxes(frame_index: int) -> list[tuple[float, ...]]:
+        return [b.xyxy for _, b in by_frame[frame_index]]
 
-        chunks = [order[k:k + FRAMES_PER_JOB] for k in range(0, len(order), FRAMES_PER_JOB)]
-        jobs = [(str(frames_dir), embedder.margin, embedder.jitter,
-                 [(files[i], [b.xyxy for _, b in by_frame[i]]) for i in chunk]) for chunk in chunks]
-        # spawn, not fork: the parent runs Prefect's threads, which a forked child would inherit mid-lock.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool_:
-            for chunk, vectors in zip(chunks, pool_.map(_dlib_embed_frames, jobs)):
-                for frame_index, vecs in zip(chunk, vectors):
-                    yield frame_index, vecs, None
+    if need_image or not hasattr(embedder, "describe"):
+        for frame_index in order:
+            image = read_rgb(frames_dir / files[frame_index])
+            yield frame_index, embedder.embed(image, boxes(frame_index)), image if need_image else None
         return
-    for frame_index in order:
-        image = read_rgb(frames_dir / files[frame_index])
-        yield frame_index, embedder.embed(image, [b.xyxy for _, b in by_frame[frame_index]]), \
-            image if need_image else None
+    for k in range(0, len(order), FRAMES_PER_BATCH):
+        batch = order[k:k + FRAMES_PER_BATCH]
+        chips = [embedder.chips(read_rgb(frames_dir / files[i]), boxes(i)) for i in batch]
+        vectors = embedder.describe(np.concatenate(chips))
+        for frame_index, frame_vectors in zip(batch, np.split(vectors, np.cumsum([len(c) for c in chips])[:-1])):
+            yield frame_index, frame_vectors, None
 
 
 def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
@@ -156,10 +194,8 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     (clip/vit): quality-weighted mean of unit vectors (tasks/video/embed/pooling.py).
 
     `frames` defaults to the store's frames.json; boxes name frames by index, the index names the JPEG.
-    dlib runs in `params.workers` processes on long videos (an `embedder` given by the caller runs here).
     """
     frames_dir = Path(frames_dir)
-    workers = params.workers if embedder is None and params.backend == "dlib" else 1
     embedder = embedder or make_embedder(params)
     dim = getattr(embedder, "dim", DIM)
     cosine = getattr(embedder, "metric", "euclidean") == "cosine"
@@ -182,7 +218,7 @@ def embed_tracks(frames_dir: Path, tracks: Sequence[Track], params: EmbedParams,
     vectors: list[list[np.ndarray]] = [[] for _ in tracks]
     qualities: list[list[float]] = [[] for _ in tracks]
     for n, (frame_index, frame_vectors, image) in enumerate(
-            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, workers, need_image=cosine), 1):
+            _vectors_by_frame(frames_dir, order, files, by_frame, embedder, need_image=cosine), 1):
         for (row, box), vec in zip(by_frame[frame_index], frame_vectors):
             vectors[row].append(vec)
             # Quality needs the frame, which is only decoded here: measure it now, pool once all boxes are in.
