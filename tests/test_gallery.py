@@ -51,3 +51,25 @@ def test_a_one_photo_gallery_gives_no_loose_names():
     # With one name there is no runner-up name, so nothing shows the match is unambiguous.
     got = names({"bob_far": vec(10, 0.65), "other": vec(20, 0)}, {"Bob": vec(10, 0)}, loose=0.7, gap=0.04)
     assert got == {}
+
+
+def test_gallery_vectors_are_recomputed_when_the_face_code_changes(tmp_path, monkeypatch):
+    from tasks.core.config import RunConfig
+    from tasks.library import identities
+
+    gallery = tmp_path / "gallery" / "someone"
+    gallery.mkdir(parents=True)
+    (gallery / "a.jpg").write_bytes(b"photo bytes")
+    calls = []
+    monkeypatch.setattr(identities, "embed_gallery",
+                        lambda *a: calls.append(1) or {"someone": np.ones(128, np.float32)})
+    monkeypatch.setattr(identities, "make_detector", lambda p: None)
+    monkeypatch.setattr(identities, "make_embedder", lambda p: None)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    identities.gallery_embeddings(tmp_path / "gallery", cache, RunConfig())
+    identities.gallery_embeddings(tmp_path / "gallery", cache, RunConfig())
+    assert len(calls) == 1  # the same photos, parameters and code: read from the cache
+    monkeypatch.setattr(identities, "code_fingerprint", lambda module: f"edited {module}")
+    identities.gallery_embeddings(tmp_path / "gallery", cache, RunConfig())
+    assert len(calls) == 2

@@ -25,7 +25,7 @@ from tasks.core.stage import always_task
 from tasks.library.subtitles import name_from_subtitles
 from tasks.library.registry import Registry, face_space, open_registry, registry_paths, voice_space
 from tasks.library.view import NAMES_JSON, LibraryNames, LibraryView, global_evidence
-from tasks.core.workspace import Workspace, file_digest, params_digest
+from tasks.core.workspace import Workspace, code_fingerprint, file_digest, params_digest
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,15 @@ def linked_voices(videos: Mapping[str, VideoOutputs], registries: tuple[Registry
 
 
 def gallery_embeddings(gallery: Path, cache_dir: Path, cfg: RunConfig) -> dict[str, np.ndarray]:
-    """Gallery vectors, cached under a key of the photos' content and the model parameters."""
+    """Gallery vectors, cached under a key of the photos' content, the model parameters and the code that
+    detects and describes the faces (a new embedder gives new vectors, as the embed stage's key says)."""
     photos = gallery_images(gallery)
     embed = cfg.embed
     if embed.backend == "dlib":
         embed = embed.model_copy(update={"jitter": max(embed.jitter, cfg.library.gallery_jitter)})
     key = params_digest({n: [file_digest(p) for p in ps] for n, ps in photos.items()},
-                        cfg.detect.model_dump(), embed.model_dump())
+                        cfg.detect.model_dump(), embed.model_dump(),
+                        code_fingerprint("tasks.video.detect"), code_fingerprint("tasks.video.embed"))
     cached = cache_dir / f"{key}.json"
     if cached.exists():
         return {n: np.asarray(v, np.float32) for n, v in read_json(cached).items()}
