@@ -60,3 +60,11 @@ def test_broken_yaml_is_reported_with_its_path_and_line(tmp_path):
     bad.write_text("demux:\n  fps: 2\n bad: [\n")
     with pytest.raises(ConfigError, match=rf"^{bad}: line 3: expected <block end>"):
         load_explained(bad)
+
+
+@pytest.mark.parametrize("retired", [{"embed": {"workers": 2}}, {"diarize": {"window": 1.5, "step": 0.75}},
+                                     {"vad": {"threshold": 0.5}}])
+def test_a_config_written_for_a_retired_setting_still_loads_and_says_so(retired):
+    with pytest.warns(UserWarning, match="no longer used"):
+        cfg = RunConfig.model_validate(retired)
+    assert cfg == RunConfig()

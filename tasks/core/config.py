@@ -121,6 +121,12 @@ class EmbedParams(_Params):
     crops: int = Field(4, ge=0, le=1000, description="boxes embedded per track, spread over its time, the largest "
                                                       "and most confident of each stretch (0: every box)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        # `workers` set how many dlib processes embedded a long video; one process with torch's threads is faster.
+        return without_retired(data, {"workers"}, "embed.", "the face network runs in torch's threads")
+
     @model_validator(mode="after")
     def _model_for_hf(self) -> "EmbedParams":
         if self.backend != "dlib" and not self.model:
