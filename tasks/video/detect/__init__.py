@@ -43,13 +43,16 @@ class MTCNNDetector:
         self._model = None
 
     def _load(self):
-        if self._model is None:
-            from facenet_pytorch import MTCNN
+        from tasks.core.model_loading import MODEL_LOADING
 
-            from tasks.core import device
+        with MODEL_LOADING:
+            if self._model is None:
+                from facenet_pytorch import MTCNN
 
-            self._model = MTCNN(keep_all=True, device=device.torch_device(), min_face_size=self.min_face,
-                                post_process=False)
+                from tasks.core import device
+
+                self._model = MTCNN(keep_all=True, device=device.torch_device(), min_face_size=self.min_face,
+                                    post_process=False)
         return self._model
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:

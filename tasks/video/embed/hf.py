@@ -15,6 +15,7 @@ import torch
 from tasks.core import device as castline_device
 from tasks.core.contact_sheet import crop_box, letterbox
 from tasks.core.errors import ModelUnavailable
+from tasks.core.model_loading import MODEL_LOADING
 
 
 def _offline(loader, model: str, **kwargs):
@@ -59,7 +60,8 @@ class _HFImageEmbedder(ABC):
             raise ValueError(f"grid must be (rows, cols) of positive integers, got {grid}")
         self.batch_size = int(batch_size)
         self.device = torch.device(device) if device else castline_device.torch_device()
-        self._net = self._load_model().eval().to(self.device)
+        with MODEL_LOADING:
+            self._net = self._load_model().eval().to(self.device)
         native = self._image_size()
         self.size = int(size or native)
         # Position embeddings are learnt for the native size; any other size needs them interpolated.
