@@ -74,10 +74,11 @@ class YoloDetector:
             raise YoloDetectorError(f"not a YOLO weights file (expected .pt or .onnx): {self.weights.name}")
         from tasks.core.model_loading import MODEL_LOADING
 
+        # The import stays outside the try: a broken ultralytics install is not a bad weights file.
+        with MODEL_LOADING:
+            from ultralytics import YOLO
         try:
             with MODEL_LOADING:
-                from ultralytics import YOLO
-
                 self._model = YOLO(str(self.weights), task="detect")
                 names = dict(self._model.names)  # for .onnx this loads the session, so a bad file fails here
         except Exception as e:
