@@ -37,6 +37,7 @@ from tasks.video.detect import detect_task
 from tasks.video.diarize import diarize_task
 from tasks.video.embed import embed_task
 from tasks.core.errors import ModelUnavailable
+from tasks.core.model_loading import import_model_libraries
 from tasks.core.formats import to_jsonable
 from tasks.video.pipeline import AUDIO_STAGES, STAGES, VIDEO_STAGES, StageKeys, no_video_results
 from tasks.core.records import VideoOutputs, VideoResult
@@ -125,6 +126,8 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         run("audio", audio_task, video, sample_rate=cfg.demux.sample_rate)
         run("diarize", diarize_task, params=cfg.diarize, label=name)
 
+    if not finished_only:  # in turn with the other videos' threads, before this video's branches start
+        import_model_libraries(cfg)
     if audio_file:  # the mirror of a silent video: voices only, the video stages stand for "nobody seen"
         keys.skip(VIDEO_STAGES)
         result.skipped_stages += list(VIDEO_STAGES)

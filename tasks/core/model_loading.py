@@ -6,9 +6,39 @@ can meet in CPython's import-deadlock avoidance, which hands one of them a parti
 clean-clone CI run failed two videos with "cannot import name 'MTCNN' from 'facenet_pytorch'" and "cannot
 import name 'InterpolationMode' from partially initialized module 'torchvision.transforms'". Loaders take
 this lock around their imports and model construction; it is re-entrant because one loader may call another.
+
+The lock alone left one race open: pyannote.audio's pipelines import torchvision too, and the diarizer's
+helpers import them lazily in many places. So a video imports every library its run will use, under the lock,
+before its branches start (`import_model_libraries`); the imports after that find them in sys.modules.
 """
 from __future__ import annotations
 
+import importlib
 import threading
 
+from tasks.core.config import RunConfig
+
 MODEL_LOADING = threading.RLock()
+
+
+def model_libraries(cfg: RunConfig) -> list[str]:
+    """The model libraries a run with `cfg` imports, heaviest shared ones first."""
+    libraries = ["torch", "torchvision"]
+    if cfg.detect.backend in ("auto", "mtcnn", "mtcnn+dlib"):
+        libraries.append("facenet_pytorch")
+    if cfg.detect.backend in ("auto", "yolo") or cfg.detect.yolo_kinds:
+        libraries.append("ultralytics")
+    if cfg.embed.backend != "dlib":
+        libraries.append("transformers")
+    libraries.append("pyannote.audio.pipelines")  # both diarize backends use its pipelines
+    return libraries
+
+
+def import_model_libraries(cfg: RunConfig) -> None:
+    """Import them one after the other in this thread, before any other thread of the run needs them."""
+    with MODEL_LOADING:
+        for name in model_libraries(cfg):
+            try:
+                importlib.import_module(name)
+            except ImportError:  # not installed: the stage that needs it says so in its own words
+                pass
