@@ -17,6 +17,24 @@ DATA = REPO / "data"
 SAMPLE = DATA / "sample"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Stop Prefect's temporary API server of the in-process flow tests now. Left to Prefect's atexit hook, it
+    logs "Stopping temporary server" after pytest has closed the stream its console handler writes to, and
+    the run ends in a "--- Logging error --- ValueError: I/O operation on closed file" traceback. Its log and
+    event workers are drained first, or they send to the stopped server ("Error logging to API")."""
+    import sys
+
+    if "prefect.server.api.server" in sys.modules:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+        from prefect.server.api.server import SubprocessASGIServer
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
+
+
 def published(timeline_json: Path) -> VideoOutputs:
     """A succeeded video's manifest whose one real file is the timeline.json beside it (for the readers of
     timelines: artifacts, reports); its stage results are never opened."""
