@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 
+from flows import temporary_server
 from flows.cli_options import (
     ConfigOpt, DeviceOpt, VerboseOpt, WorkspaceOpt, app, fail, field_option, load_config_or_exit, quiet_environment,
     use_device_or_exit,
@@ -42,6 +43,10 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     if not list_videos(library, ws):
         fail(f"warning: {no_videos_message(library)}", 1)
 
+    try:
+        temporary_server.wait_ready()
+    except RuntimeError as e:
+        fail(str(e), 1)
     with Display(verbose=verbose), tags(library_tag(library)):
         state = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg,
                                                   return_state=True)
@@ -84,6 +89,7 @@ def run(
 
     A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
     quiet_environment()
+    temporary_server.start()
     if runner not in ("threads", "dask"):
         fail(f"--runner must be threads or dask, not {runner!r}", 2)
     cfg = load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
@@ -105,6 +111,7 @@ def recluster(
 
     Nothing is re-embedded: the registries keep each video's vectors."""
     quiet_environment()
+    temporary_server.start()
     from tasks.library.run import default_workspace
     from tasks.library.identities import recluster_library
     from tasks.core.workspace import Workspace

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColum
 from rich.text import Text
 from rich.theme import Theme
 
+from flows.temporary_server import TEMPORARY_API
 from tasks.video.pipeline import AUDIO_STAGES  # their own row: the audio branch runs beside the video branch
 
 # Units of the stages that report progress: what their `done` and `total` count.
@@ -326,7 +327,8 @@ def found_lines(summary: dict) -> list[str]:
 
 def ui_run_url(flow_run_id: Any) -> str | None:
     """The library run's page in the Prefect UI, when a server (not the ephemeral API) holds the run."""
-    if not os.environ.get("PREFECT_API_URL") or flow_run_id is None:
+    api = os.environ.get("PREFECT_API_URL")
+    if not api or api == os.environ.get(TEMPORARY_API) or flow_run_id is None:
         return None
     from prefect.settings import PREFECT_UI_URL
 

@@ -1,0 +1,78 @@
+"""The temporary Prefect API server castline starts for a run (flows/temporary_server.py)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from flows import temporary_server
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def prefect_env(tmp_path, monkeypatch):
+    """No API URL, profile or ephemeral setting from the caller's shell; profiles read from tmp_path."""
+    for key in ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_SERVER_EPHEMERAL_ENABLED",
+                "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "profiles.toml"))
+    return tmp_path / "profiles.toml"
+
+
+def test_started_only_where_prefect_would_run_its_own_ephemeral_server(prefect_env, monkeypatch):
+    assert temporary_server.wanted()  # Prefect's packaged default profile: ephemeral
+    prefect_env.write_text('active = "local"\n')  # Prefect's packaged "local" profile names an API URL
+    assert not temporary_server.wanted()
+    prefect_env.write_text('active = "mine"\n[profiles.mine]\nPREFECT_SERVER_EPHEMERAL_ENABLED = "false"\n')
+    assert not temporary_server.wanted()
+    monkeypatch.setenv("PREFECT_PROFILE", "ephemeral")
+    assert temporary_server.wanted()
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert not temporary_server.wanted()
+
+
+def _child(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
+
+
+def test_server_answers_and_dies_with_a_killed_castline(prefect_env):
+    """A run killed with SIGKILL leaves no server behind (Prefect's own ephemeral server outlives its parent)."""
+    child = _child("import json, sys, time\n"
+                   "from flows import temporary_server as t\n"
+                   "url = t.start(); t.wait_ready(120)\n"
+                   "print(json.dumps([url, t._server.pid]), flush=True); time.sleep(600)\n")
+    try:
+        url, server_pid = json.loads(child.stdout.readline())
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            assert response.status == 200
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(server_pid):
+            time.sleep(0.2)
+        assert not _alive(server_pid)
+    finally:
+        child.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_server_that_cannot_start_is_one_clear_error(prefect_env, monkeypatch):
+    monkeypatch.setattr(temporary_server, "_server", subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    monkeypatch.setenv(temporary_server.TEMPORARY_API, "http://127.0.0.1:9/api")
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        temporary_server.wait_ready(30)
