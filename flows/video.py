@@ -127,7 +127,7 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
         run("diarize", diarize_task, params=cfg.diarize, label=name)
 
     if not finished_only:  # in turn with the other videos' threads, before this video's branches start
-        import_model_libraries(cfg)
+        import_model_libraries(cfg, video=not audio_file, audio=info.audio is not None)
     if audio_file:  # the mirror of a silent video: voices only, the video stages stand for "nobody seen"
         keys.skip(VIDEO_STAGES)
         result.skipped_stages += list(VIDEO_STAGES)

@@ -21,23 +21,24 @@ from tasks.core.config import RunConfig
 MODEL_LOADING = threading.RLock()
 
 
-def model_libraries(cfg: RunConfig) -> list[str]:
-    """The model libraries a run with `cfg` imports, heaviest shared ones first."""
+def model_libraries(cfg: RunConfig, video: bool = True, audio: bool = True) -> list[str]:
+    """The model libraries the video stages and the audio stages of a run with `cfg` import, shared ones first."""
     libraries = ["torch", "torchvision"]
-    if cfg.detect.backend in ("auto", "mtcnn", "mtcnn+dlib"):
+    if video and cfg.detect.backend in ("auto", "mtcnn", "mtcnn+dlib"):
         libraries.append("facenet_pytorch")
-    if cfg.detect.backend in ("auto", "yolo") or cfg.detect.yolo_kinds:
+    if video and (cfg.detect.backend in ("auto", "yolo") or cfg.detect.yolo_kinds):
         libraries.append("ultralytics")
-    if cfg.embed.backend != "dlib":
+    if video and cfg.embed.backend != "dlib":
         libraries.append("transformers")
-    libraries.append("pyannote.audio.pipelines")  # both diarize backends use its pipelines
+    if audio:
+        libraries.append("pyannote.audio.pipelines")  # both diarize backends use its pipelines
     return libraries
 
 
-def import_model_libraries(cfg: RunConfig) -> None:
+def import_model_libraries(cfg: RunConfig, video: bool = True, audio: bool = True) -> None:
     """Import them one after the other in this thread, before any other thread of the run needs them."""
     with MODEL_LOADING:
-        for name in model_libraries(cfg):
+        for name in model_libraries(cfg, video, audio):
             try:
                 importlib.import_module(name)
             except ImportError:  # not installed: the stage that needs it says so in its own words
