@@ -16,8 +16,8 @@ tree's RSS summed (psutil, sampled every 0.5 s); the memory targets are judged o
 - decode floor: tasks/video/demux.py's own frame reader (`iter_frames`: select 1 frame/s, scale to max_side 960,
   raw RGB pipe) over the whole file, then its audio extraction to 16 kHz mono WAV; no JPEG, no model.
 - castline: `python -m flows run LIB --workspace WS` (the `castline run` CLI, offline defaults) on a
-  library folder holding only the file: cold (fresh workspace), then warm (same workspace). Prefect runs
-  in ephemeral mode unless PREFECT_API_URL is set. Stage times are castline's own (the run summary's
+  library folder holding only the file: cold (fresh workspace), then warm (same workspace). Each run starts
+  its own temporary Prefect API (flows/temporary_server.py) unless PREFECT_API_URL is set. Stage times are castline's own (the run summary's
   `stage_seconds`), by branch: a video's audio branch runs beside its video branch, so their sum over the
   video's time is the branch overlap; the process tree's CPU time over its wall time is how many cores were
   busy on average (wait4's rusage, children included).
@@ -509,7 +509,7 @@ def main() -> None:
         results = run_all(Path(tmp), args)
     results.update(args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
                    targets=TARGETS, cpu_count=os.cpu_count(), git=git_state(),
-                   prefect=os.environ.get("PREFECT_API_URL") or "ephemeral",
+                   prefect=os.environ.get("PREFECT_API_URL") or "temporary API per run",
                    verdicts=[{"what": w, "target": t, "measured": m, "pass": ok} for w, t, m, ok in verdicts(results)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str))
