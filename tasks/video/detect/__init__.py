@@ -43,6 +43,8 @@ class MTCNNDetector:
         self._model = None
 
     def _load(self):
+        if self._model is not None:  # every frame asks: only the first load waits for the lock
+            return self._model
         from tasks.core.model_loading import MODEL_LOADING
 
         with MODEL_LOADING:

@@ -74,17 +74,17 @@ class YoloDetector:
             raise YoloDetectorError(f"not a YOLO weights file (expected .pt or .onnx): {self.weights.name}")
         from tasks.core.model_loading import MODEL_LOADING
 
-        # The import stays outside the try: a broken ultralytics install is not a bad weights file.
         with MODEL_LOADING:
+            # The import stays outside the try: a broken ultralytics install is not a bad weights file.
             from ultralytics import YOLO
-        try:
-            with MODEL_LOADING:
+
+            try:
                 self._model = YOLO(str(self.weights), task="detect")
                 names = dict(self._model.names)  # for .onnx this loads the session, so a bad file fails here
-        except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise YoloDetectorError(f"not a YOLO weights file ({type(e).__name__}: {reason[:160]}): "
-                                    f"{self.weights.name}") from None
+            except Exception as e:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise YoloDetectorError(f"not a YOLO weights file ({type(e).__name__}: {reason[:160]}): "
+                                        f"{self.weights.name}") from None
         self.labels = class_labels(names, class_map, self.weights.name)
         self.classes = sorted(i for i, label in self.labels.items() if label == kind)
         if not self.classes:

@@ -49,6 +49,8 @@ class DlibFaceEmbedder:
         self._rng = np.random.default_rng(0)
 
     def _load(self):
+        if self._models is not None:  # every batch of chips asks: only the first load waits for the lock
+            return self._models
         from tasks.core.model_loading import MODEL_LOADING
 
         with MODEL_LOADING:
