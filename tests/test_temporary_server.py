@@ -38,9 +38,9 @@ def test_started_only_where_prefect_would_run_its_own_ephemeral_server(prefect_e
     assert not temporary_server.wanted()
 
 
-def _child(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
+def _child(code: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, **env})
 
 
 def test_server_answers_and_dies_with_a_killed_castline(prefect_env):
@@ -76,3 +76,27 @@ def test_a_server_that_cannot_start_is_one_clear_error(prefect_env, monkeypatch)
     monkeypatch.setenv(temporary_server.TEMPORARY_API, "http://127.0.0.1:9/api")
     with pytest.raises(RuntimeError, match="exited with status 3"):
         temporary_server.wait_ready(30)
+
+
+def test_the_server_output_stays_off_the_terminal_and_names_a_failed_start(prefect_env, tmp_path):
+    """The server's own output (shutdown tracebacks included) goes to a log the run quotes only when the server
+    fails; the log file leaves nothing behind."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ERROR: [Errno 98] address already in use' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    child = _child("import sys\n"
+                   f"sys.executable = {str(fake)!r}\n"
+                   "from flows import temporary_server as t\n"
+                   "t.start()\n"
+                   "try:\n"
+                   "    t.wait_ready(30)\n"
+                   "except RuntimeError as e:\n"
+                   "    print(e)\n", TMPDIR=str(logs))
+    out, err = child.communicate(timeout=60)
+    assert out.splitlines() == ["the temporary Prefect API server exited with status 3 before answering; point "
+                                "PREFECT_API_URL at a running server (scripts/prefect_server.sh)",
+                                "  | ERROR: [Errno 98] address already in use"]
+    assert err == ""  # neither the server's words nor a second report at exit
+    assert list(logs.iterdir()) == []
