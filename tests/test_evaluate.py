@@ -23,18 +23,19 @@ SPEAKERS = {"SPK_A": "alice", "SPK_B": "bob"}
 TRUTH_TURNS = [(0.0, 2.0, "SPK_A"), (2.0, 4.0, "SPK_B")]
 
 
-def make_truth(truth_dir: Path, stem: str, hidden: dict[str, range] | None = None) -> None:
+def make_truth(truth_dir: Path, stem: str, hidden: dict[str, range] | None = None,
+               truth_turns: list[tuple[float, float, str]] = TRUTH_TURNS) -> None:
     """Ground truth JSON + RTTM: both faces on every frame, except `hidden` identity → frames."""
     hidden = hidden or {}
     n = int(DURATION * FPS)
     frames = [{"frame": f, "start": f / FPS, "end": (f + 1) / FPS,
                "visible": [{"identity": i, "face_box": box, "role": "speaker"} for i, box in FACES.items()
                            if f not in hidden.get(i, ())]} for f in range(n)]
-    turns = [{"start": s, "end": e, "speaker": spk, "identity": SPEAKERS[spk]} for s, e, spk in TRUTH_TURNS]
+    turns = [{"start": s, "end": e, "speaker": spk, "identity": SPEAKERS[spk]} for s, e, spk in truth_turns]
     write_json(truth_dir / f"{stem}.json", {
         "episode_id": stem, "fps": FPS, "duration": DURATION, "width": 640, "height": 360, "n_frames": n,
         "speaker_to_identity": SPEAKERS, "turns": turns, "frames": frames})
-    write_rttm(truth_dir / f"{stem}.rttm", stem, [SpeechTurn(s, e, SPEAKERS[spk]) for s, e, spk in TRUTH_TURNS])
+    write_rttm(truth_dir / f"{stem}.rttm", stem, [SpeechTurn(s, e, SPEAKERS[spk]) for s, e, spk in truth_turns])
 
 
 def face_track(track_id: int, identity: str, times=(0.0, 1.0, 2.0, 3.0), shift: float = 2.0) -> Track:
@@ -151,6 +152,25 @@ def test_alignment_fractions_are_exact(dirs):
     assert a["missed"] == pytest.approx(0.5 / 4)
     assert a["offscreen_visible_seconds"] == pytest.approx(0.55)
     assert a["offscreen_not_visible_seconds"] == pytest.approx(0.5)
+    assert a["wrong_co_speaker"] == 0.0  # alice is silent during bob's turn: a plain wrong face
+
+
+def test_wrong_face_of_someone_speaking_at_once_is_told_apart(dirs):
+    ws, truth = dirs
+    # Bob speaks over alice from 2 s to 3 s, then alone; castline hears alice alone until 3.5 s.
+    make_truth(truth, "ep1", truth_turns=[(0.0, 3.0, "SPK_A"), (2.0, 4.0, "SPK_B")])
+    make_video(ws, "ep1", [face_track(0, "alice"), face_track(1, "bob")],
+               {"character_000": [0], "character_001": [1]}, PERFECT_SPEAKERS,
+               [(0.0, 3.5, "character_000"), (3.5, 4.0, "character_001")])
+    r = evaluate_workspace(ws, truth, write=False)
+    a = r["alignment"]["episodes"]["ep1"]
+    assert a["speech_seconds"] == pytest.approx(5.0)
+    assert a["right"] == pytest.approx(3.5 / 5)
+    # Bob's 1.5 s under alice's face: 1 s while alice speaks too, 0.5 s after she stopped.
+    assert a["wrong"] == pytest.approx(1.5 / 5)
+    assert a["wrong_co_speaker"] == pytest.approx(1.0 / 5)
+    assert r["alignment"]["pooled"]["wrong_co_speaker"] == pytest.approx(1.0 / 5)
+    assert "co-speaker" in format_report(r)
 
 
 def test_overlapped_speech_bounds_what_one_label_at_a_time_can_score():
