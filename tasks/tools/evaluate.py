@@ -218,12 +218,13 @@ def alignment_scores(truth: dict, speech: Sequence[SpeechTurn], label_identity: 
     When several predicted labels are active at once, the best verdict wins (right > wrong >
     off-screen > missed): castline named the right face, even if it also named another."""
     fps, frames = truth["fps"], truth["frames"]
+    truth_turns = [SpeechTurn(t["start"], t["end"], t["identity"]) for t in truth["turns"]]
     secs = Counter()
     for turn in truth["turns"]:
-        # Break the turn where any predicted turn or ground-truth frame starts or ends: inside each
-        # piece the active labels and the visible faces are constant, so the sums are exact.
+        # Break the turn where any predicted turn, ground-truth turn or ground-truth frame starts or ends:
+        # inside each piece the active labels, speakers and visible faces are constant, so the sums are exact.
         cuts = {turn["start"], turn["end"]}
-        cuts.update(x for s in speech for x in (s.start, s.end) if turn["start"] < x < turn["end"])
+        cuts.update(x for s in (*speech, *truth_turns) for x in (s.start, s.end) if turn["start"] < x < turn["end"])
         cuts.update(f / fps for f in range(math.ceil(turn["start"] * fps), math.floor(turn["end"] * fps) + 1)
                     if turn["start"] < f / fps < turn["end"])
         edges = sorted(cuts)
@@ -238,7 +239,7 @@ def alignment_scores(truth: dict, speech: Sequence[SpeechTurn], label_identity: 
                 secs["wrong"] += dur
                 # The face named is someone who speaks at this moment too: a voice missed under another, which
                 # only overlap detection can recover, not a voice given the wrong face.
-                speaking = {t["identity"] for t in truth["turns"] if t["start"] <= mid < t["end"]}
+                speaking = _active(truth_turns, mid)
                 if any(label_identity.get(lab) in speaking for lab in chars):
                     secs["wrong_co_speaker"] += dur
             elif labels:
@@ -247,7 +248,7 @@ def alignment_scores(truth: dict, speech: Sequence[SpeechTurn], label_identity: 
                 secs["offscreen_visible" if turn["identity"] in visible else "offscreen_not_visible"] += dur
             else:
                 secs["missed"] += dur
-    secs["overlapped"] = overlapped_seconds([SpeechTurn(t["start"], t["end"], t["identity"]) for t in truth["turns"]])
+    secs["overlapped"] = overlapped_seconds(truth_turns)
     return alignment_summary(secs)
 
 
@@ -413,8 +414,9 @@ def format_report(results: dict) -> str:
     out.append("Speaker -> face alignment (share of ground-truth speech time)")
     al = results["alignment"]
     rows = [[name, f"{s['speech_seconds']:.1f}", _f(s["right"], True), _f(s["wrong"], True),
-             _f(s.get("wrong_co_speaker"), True), _f(s["offscreen"], True), _f(s["missed"], True), f"{s['offscreen_visible_seconds']:.1f}",
-             f"{s['offscreen_not_visible_seconds']:.1f}", _f(s["single_label_ceiling"], True)]
+             _f(s["wrong_co_speaker"], True), _f(s["offscreen"], True), _f(s["missed"], True),
+             f"{s['offscreen_visible_seconds']:.1f}", f"{s['offscreen_not_visible_seconds']:.1f}",
+             _f(s["single_label_ceiling"], True)]
             for name, s in [*al["episodes"].items(), ("POOLED", al["pooled"])]]
     out += _table(["episode", "speech s", "right", "wrong face", "co-speaker", "off-screen", "missed",
                    "offscr+visible s", "offscr+hidden s", "1-label max"], rows)
