@@ -17,8 +17,8 @@ import typer
 
 from flows import temporary_server
 from flows.cli_options import (
-    ConfigOpt, DeviceOpt, VerboseOpt, WorkspaceOpt, app, fail, field_option, load_config_or_exit, quiet_environment,
-    use_device_or_exit,
+    ConfigOpt, DeviceOpt, VerboseOpt, WorkspaceOpt, app, fail, field_option, load_config_or_exit, prefect_api_or_exit,
+    quiet_environment, use_device_or_exit,
 )
 from tasks.core.config import DemuxParams, DetectParams, RunConfig
 
@@ -43,10 +43,7 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     if not list_videos(library, ws):
         fail(f"warning: {no_videos_message(library)}", 1)
 
-    try:
-        temporary_server.wait_ready()
-    except RuntimeError as e:
-        fail(str(e), 1)
+    prefect_api_or_exit()
     with Display(verbose=verbose), tags(library_tag(library)):
         state = with_runner(runner, dask_address)(str(library), str(workspace) if workspace else None, cfg,
                                                   return_state=True)

@@ -12,6 +12,7 @@ from typing import Optional, get_args
 
 import typer
 
+from flows import temporary_server
 from flows.logs import DEBUG_ENV
 # Only pydantic is imported for this: the defaults and help shown in --help are the config models' own.
 from tasks.core.config import RunConfig
@@ -73,6 +74,15 @@ def quiet_environment() -> None:
     from tasks.core.offline import configure
 
     configure()
+
+
+def prefect_api_or_exit() -> None:
+    """Wait for the temporary Prefect API the command started first thing (flows/temporary_server.py: it boots
+    while the command loads torch and the models); exit 1 with the server's own words when it failed."""
+    try:
+        temporary_server.wait_ready()
+    except RuntimeError as e:
+        fail(str(e), 1)
 
 
 def fail(message: str, code: int) -> None:

@@ -10,7 +10,10 @@ from typing import Optional, get_args
 
 import typer
 
-from flows.cli_options import DeviceOpt, app, fail, field_option, params_or_exit, quiet_environment, use_device_or_exit
+from flows import temporary_server
+from flows.cli_options import (
+    DeviceOpt, app, fail, field_option, params_or_exit, prefect_api_or_exit, quiet_environment, use_device_or_exit,
+)
 from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, ExportParams, TrainParams
 
 
@@ -37,6 +40,7 @@ def dataset(
     (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video; with
     `--classes characters`, one class per character of the last run instead."""
     quiet_environment()
+    temporary_server.start()
     from tasks.tools.dataset import DatasetError
 
     if classes == "characters":
@@ -56,6 +60,7 @@ def dataset(
         fail(f"library folder not found: {library}", 2)
     from flows.detector_flows import dataset_flow
 
+    prefect_api_or_exit()
     try:
         summary = dataset_flow(str(library), str(out), params)
     except DatasetError as e:
@@ -77,6 +82,7 @@ def _character_dataset(library: Path, out: Path, workspace: Optional[Path], opti
     from flows.library import default_workspace
 
     ws = workspace or default_workspace(library.resolve())
+    prefect_api_or_exit()
     try:
         summary = character_dataset_flow(str(ws), str(out), params.model_dump())
     except DatasetError as e:
@@ -105,6 +111,7 @@ def train_detector(
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it for each box kind whose class passes the quality gate."""
     quiet_environment()
+    temporary_server.start()
     from tasks.tools.dataset import DatasetError, check_dataset
     from tasks.core.records import KINDS
     from tasks.video.detect.yolo import QualityGate
@@ -118,6 +125,7 @@ def train_detector(
         fail(str(e), 2)
     from flows.detector_flows import train_detector_flow
 
+    prefect_api_or_exit()
     entry = train_detector_flow(str(dataset), str(workspace), params)
     typer.echo(json.dumps(entry["metrics"], indent=2))
     typer.echo(f"registered {entry['id']}: {entry['weights']}")

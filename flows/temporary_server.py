@@ -1,4 +1,5 @@
-"""Prefect's API for one `castline run`: a temporary server started first thing, so it boots while castline loads.
+"""Prefect's API for one `castline` command that runs flows (run, recluster, dataset, train-detector): a temporary
+server started first thing, so it boots while castline loads.
 
 Without PREFECT_API_URL, Prefect's ephemeral mode starts a temporary API server (uvicorn serving
 prefect.server.api.server:create_app, UI off) — but only when the first flow starts: the client first imports

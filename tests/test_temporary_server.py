@@ -78,16 +78,22 @@ def test_a_server_that_cannot_start_is_one_clear_error(prefect_env, monkeypatch)
         temporary_server.wait_ready(30)
 
 
-def test_the_server_output_stays_off_the_terminal_and_names_a_failed_start(prefect_env, tmp_path):
-    """The server's own output (shutdown tracebacks included) goes to a log the run quotes only when the server
-    fails; the log file leaves nothing behind."""
+@pytest.fixture
+def failing_python(tmp_path):
+    """A stand-in for the interpreter that launches the server: it says why it cannot serve and exits 3."""
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\necho 'ERROR: [Errno 98] address already in use' >&2\nexit 3\n")
     fake.chmod(0o755)
+    return fake
+
+
+def test_the_server_output_stays_off_the_terminal_and_names_a_failed_start(prefect_env, tmp_path, failing_python):
+    """The server's own output (shutdown tracebacks included) goes to a log the run quotes only when the server
+    fails; the log file leaves nothing behind."""
     logs = tmp_path / "logs"
     logs.mkdir()
     child = _child("import sys\n"
-                   f"sys.executable = {str(fake)!r}\n"
+                   f"sys.executable = {str(failing_python)!r}\n"
                    "from flows import temporary_server as t\n"
                    "t.start()\n"
                    "try:\n"
@@ -100,3 +106,42 @@ def test_the_server_output_stays_off_the_terminal_and_names_a_failed_start(prefe
                                 "  | ERROR: [Errno 98] address already in use"]
     assert err == ""  # neither the server's words nor a second report at exit
     assert list(logs.iterdir()) == []
+
+
+def _tiny_dataset(root):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "images" / split / "a.png")
+        (root / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [face]\n")
+    return root
+
+
+@pytest.mark.parametrize("command", ["dataset", "characters dataset", "train-detector"])
+def test_tool_commands_that_run_flows_start_the_temporary_server_first(prefect_env, tmp_path, sample_dir, command,
+                                                                        failing_python):
+    """`castline dataset` and `train-detector` run Prefect flows too: they boot the same early server as `castline run`
+    (so Prefect's slower ephemeral start never runs) and a server that cannot start is the same one clear error."""
+    args = {"dataset": ["dataset", str(sample_dir), "--out", str(tmp_path / "ds")],
+            "characters dataset": ["dataset", str(sample_dir), "--out", str(tmp_path / "ds"), "--classes", "characters",
+                                   "--workspace", str(tmp_path / "ws")],
+            "train-detector": ["train-detector", str(_tiny_dataset(tmp_path / "tiny")), "--workspace",
+                               str(tmp_path / "ws")]}[command]
+    child = _child("import sys\n"
+                   f"sys.executable = {str(failing_python)!r}\n"
+                   "from flows.cli import main\n"
+                   f"sys.argv = ['castline'] + {args!r}\n"
+                   "main()\n")
+    try:
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 1, err
+    assert err.splitlines()[:2] == ["castline: the temporary Prefect API server exited with status 3 before answering; "
+                                    "point PREFECT_API_URL at a running server (scripts/prefect_server.sh)",
+                                    "castline:   | ERROR: [Errno 98] address already in use"]
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "ws").exists()
