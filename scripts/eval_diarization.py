@@ -82,12 +82,20 @@ def evaluate(files: dict[str, tuple[Path, Path]], params: DiarizeParams) -> None
           "(the first file's includes loading the models)")
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, field in DiarizeParams.model_fields.items():
         if name not in ("backend", "model"):
-            kind = int if name in ("max_speakers", "min_cluster_size") else float
-            ap.add_argument(f"--diarize.{name}", dest=name, type=kind, default=None, help=field.description)
+            kind = {int: int, bool: _yes_no}.get(field.annotation, float) if name != "max_speakers" else int
+            # argparse %-formats help strings; descriptions say "10 %"
+            ap.add_argument(f"--diarize.{name}", dest=name, type=kind, default=None,
+                            help=field.description.replace("%", "%%"))
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the real-time factor depends on it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
