@@ -290,15 +290,18 @@ BRANCHES = {"video": ["frames", "detect", "track", "embed", "cluster"], "audio":
 
 
 def stage_table(ws: Path, wall: float) -> dict:
-    """Seconds per stage of the run's one video, as castline recorded them (WORKSPACE/library/last_run.json),
+    """Seconds per stage, summed over the run's videos, as castline recorded them (WORKSPACE/library/last_run.json),
     grouped by branch. The two branches of a video run at the same time (flows/video.py), so stage times
-    add up to more than the video's own time: `overlap` is their sum over it (1 = one after the other)."""
-    video = json.loads((ws / "library" / "last_run.json").read_text())["videos"][0]
-    stages = video["stage_seconds"]
+    add up to more than the video's own time: `overlap` is their sum over it (1 = one after the other).
+    A library runs two videos at a time (`parallel`), so there the video flows' sum can exceed the wall time."""
+    videos = json.loads((ws / "library" / "last_run.json").read_text())["videos"]
+    stages: Counter = Counter()
+    for video in videos:
+        stages.update(video["stage_seconds"])
+    flow = sum(video["seconds"] for video in videos)
     branches = {b: sum(stages.get(k, 0.0) for k in names) for b, names in BRANCHES.items()}
-    return {"stages": stages, "branches": branches, "video_flow_s": video["seconds"],
-            "outside_video_s": wall - video["seconds"],
-            "overlap": sum(branches.values()) / max(video["seconds"], 1e-9)}
+    return {"stages": dict(stages), "branches": branches, "videos": len(videos), "video_flow_s": flow,
+            "outside_video_s": wall - flow, "overlap": sum(branches.values()) / max(flow, 1e-9)}
 
 
 def castline(lib: Path, ws: Path, log: Path, seconds: float) -> dict:
