@@ -41,7 +41,7 @@ from tasks.core.model_loading import import_model_libraries
 from tasks.core.formats import to_jsonable
 from tasks.video.pipeline import AUDIO_STAGES, STAGES, VIDEO_STAGES, StageKeys, no_video_results
 from tasks.core.records import VideoOutputs, VideoResult
-from tasks.core.stage import current_video
+from tasks.core.stage import video_named
 from tasks.video.track import track_task
 from tasks.core.workspace import Workspace
 
@@ -154,10 +154,8 @@ def process_video(video: Path, name: str, ws: Workspace, cfg: RunConfig, finishe
 @flow(name="castline-video", flow_run_name="video · {name}", validate_parameters=False)
 def video_flow(video: str, name: str, workspace: str, config: RunConfig) -> dict:
     """One video of a library; returns a VideoResult as a dict, or a Failed state with the reason."""
-    named = current_video.set(name)  # its stages' task runs and progress bars carry the video's name
-    try:
-        return to_jsonable(process_video(Path(video), name, Workspace.open(workspace), config))
-    except (MediaError, ModelUnavailable) as e:
-        return Failed(message=str(e))  # type: ignore[return-value]
-    finally:
-        current_video.reset(named)
+    with video_named(name):  # its stages' task runs and progress bars carry the video's name
+        try:
+            return to_jsonable(process_video(Path(video), name, Workspace.open(workspace), config))
+        except (MediaError, ModelUnavailable) as e:
+            return Failed(message=str(e))  # type: ignore[return-value]

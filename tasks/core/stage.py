@@ -9,15 +9,27 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from tqdm.auto import tqdm
 
 Progress = Optional[Callable[[int, int], None]]
 # The video whose stages run in this context (set by flows/video.py): names task runs and progress bars.
 current_video: ContextVar[Optional[str]] = ContextVar("castline_video", default=None)
+
+
+@contextmanager
+def video_named(name: str) -> Iterator[None]:
+    """Stages run inside carry `name`. A flow uses this, not `current_video` itself: a Dask worker receives the
+    flow's function pickled by value with the globals it names, and a ContextVar cannot be pickled."""
+    token = current_video.set(name)
+    try:
+        yield
+    finally:
+        current_video.reset(token)
 
 
 class ProgressBar:
