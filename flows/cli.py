@@ -114,6 +114,7 @@ def recluster(
     from tasks.core.workspace import Workspace
 
     cfg = load_config_or_exit(config, {})
+    prefect_api_or_exit()  # before the registries are rewritten: a run that cannot follow must not leave them half done
     ws = Workspace.open(workspace or default_workspace(library))
     try:
         counts = recluster_library(ws, cfg)

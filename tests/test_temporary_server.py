@@ -121,16 +121,18 @@ def _tiny_dataset(root):
     return root
 
 
-@pytest.mark.parametrize("command", ["dataset", "characters dataset", "train-detector"])
+@pytest.mark.parametrize("command", ["dataset", "characters dataset", "train-detector", "recluster"])
 def test_tool_commands_that_run_flows_start_the_temporary_server_first(prefect_env, tmp_path, sample_dir, command,
                                                                         failing_python):
-    """`castline dataset` and `train-detector` run Prefect flows too: they boot the same early server as `castline run`
-    (so Prefect's slower ephemeral start never runs) and a server that cannot start is the same one clear error."""
+    """`castline dataset`, `train-detector` and `recluster` run Prefect flows too: they boot the same early server
+    as `castline run` (so Prefect's slower ephemeral start never runs) and a server that cannot start is the same
+    one clear error, before anything is written."""
     args = {"dataset": ["dataset", str(sample_dir), "--out", str(tmp_path / "ds")],
             "characters dataset": ["dataset", str(sample_dir), "--out", str(tmp_path / "ds"), "--classes", "characters",
                                    "--workspace", str(tmp_path / "ws")],
             "train-detector": ["train-detector", str(_tiny_dataset(tmp_path / "tiny")), "--workspace",
-                               str(tmp_path / "ws")]}[command]
+                               str(tmp_path / "ws")],
+            "recluster": ["recluster", str(sample_dir), "--workspace", str(tmp_path / "ws")]}[command]
     child = _child("import sys\n"
                    f"sys.executable = {str(failing_python)!r}\n"
                    "from flows.cli import main\n"
