@@ -92,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, field in DiarizeParams.model_fields.items():
         if name not in ("backend", "model"):
-            kind = {int: int, bool: _yes_no}.get(field.annotation, float) if name != "max_speakers" else int
+            kind = _yes_no if field.annotation is bool else int if name in ("max_speakers", "min_cluster_size") else float
             # argparse %-formats help strings; descriptions say "10 %"
             ap.add_argument(f"--diarize.{name}", dest=name, type=kind, default=None,
                             help=field.description.replace("%", "%%"))
