@@ -2,10 +2,13 @@
 concurrent writers): both finish and both show as completed flow runs in the server."""
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,37 @@ def _export(line: str) -> tuple[str, str]:
     return key, value
 
 
+def _free_port() -> int:
+    """A port no other test uses: prefect_server.sh reuses whatever server already answers on its port, and a
+    SQLite-backed one left there (tests/test_serve.py starts them on fixed ports) would make this test moot."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _completed_library_runs(database_url: str, since: datetime) -> int:
+    """Completed castline-library flow runs created since `since`, read from PostgreSQL itself."""
+    import asyncpg
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return await conn.fetchval(
+                "SELECT count(*) FROM flow_run r JOIN flow f ON f.id = r.flow_id "
+                "WHERE f.name = 'castline-library' AND r.state_type = 'COMPLETED' AND r.created >= $1", since)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 @pytest.mark.slow
 def test_two_runs_at_once_on_a_postgres_backed_server(tmp_path, sample_dir):
     db = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh")], capture_output=True, text=True, timeout=600)
     assert db.returncode == 0, db.stderr
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_PORT": "4293"}
+    since = datetime.now(timezone.utc)
+    home, port = tmp_path / "prefect", _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_PORT": str(port)}
     env.update([_export(db.stdout)])
     server = subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh")], env=env,
                             capture_output=True, text=True, timeout=180)
@@ -41,6 +70,10 @@ def test_two_runs_at_once_on_a_postgres_backed_server(tmp_path, sample_dir):
         listed = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls", "--state", "COMPLETED"],
                                 env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=120).stdout
         assert listed.count("castline-library") >= 2, listed
-        assert not (tmp_path / "prefect" / "prefect.db").exists()  # the server used PostgreSQL, not SQLite
+        log = home / f"server-{port}.log"
+        assert log.exists(), "the runs went to a server this test did not start"
+        assert _completed_library_runs(env["PREFECT_API_DATABASE_CONNECTION_URL"], since) == 2
+        assert not (home / "prefect.db").exists(), (  # nothing fell back to SQLite
+            f"prefect.db beside {sorted(p.name for p in home.iterdir())}; server log:\n{log.read_text()[-3000:]}")
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh"), "stop"], env=env, timeout=60)
