@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 for _k, _v in {"PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
     os.environ.setdefault(_k, _v)
@@ -92,7 +93,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, field in DiarizeParams.model_fields.items():
         if name not in ("backend", "model"):
-            kind = _yes_no if field.annotation is bool else int if name in ("max_speakers", "min_cluster_size") else float
+            types = [t for t in get_args(field.annotation) if t is not type(None)] or [field.annotation]  # X | None: X
+            kind = {bool: _yes_no, int: int}.get(types[0], float)
             # argparse %-formats help strings; descriptions say "10 %"
             ap.add_argument(f"--diarize.{name}", dest=name, type=kind, default=None,
                             help=field.description.replace("%", "%%"))
