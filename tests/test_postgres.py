@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import warnings
@@ -13,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from flows.temporary_server import _free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _export(line: str) -> tuple[str, str]:
     key, value = line.strip().removeprefix("export ").split("=", 1)
     return key, value
-
-
-def _free_port() -> int:
-    """A port no other test uses: prefect_server.sh reuses whatever server already answers on its port, and a
-    SQLite-backed one left there (tests/test_serve.py starts them on fixed ports) would make this test moot."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _completed_library_runs(database_url: str, libraries: list[str]) -> int:
@@ -50,6 +43,8 @@ def _completed_library_runs(database_url: str, libraries: list[str]) -> int:
 def test_two_runs_at_once_on_a_postgres_backed_server(tmp_path, sample_dir):
     db = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh")], capture_output=True, text=True, timeout=600)
     assert db.returncode == 0, db.stderr
+    # Its own port: prefect_server.sh reuses whatever server already answers on its port, and a SQLite-backed
+    # one left there (tests/test_serve.py starts them on fixed ports) would make this test moot.
     home, port = tmp_path / "prefect", _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_PORT": str(port)}
     env.update([_export(db.stdout)])
