@@ -35,6 +35,17 @@ def test_voices_link_to_the_face_on_screen_and_offscreen_stays_unlinked():
     assert links["S2"].character_id is None  # nobody on screen: a voice-over, not a forced match
 
 
+def test_a_voice_heard_over_a_crowd_links_by_the_time_its_face_is_on_screen():
+    # Four faces on screen for all of S0's speech: each is seen with it all the time, though the weighted
+    # share (a quarter each) is under min_score. A face on screen for 1 s of S1's 10 s is too little.
+    tracks = [_track(k, [0, 1, 2, 3, 4], x=100 * k) for k in range(4)] + [_track(4, [10], x=500)]
+    chars = [Character(f"character_00{k}", (k,)) for k in range(5)]
+    turns = [SpeechTurn(0.0, 4.0, "S0"), SpeechTurn(9.5, 19.5, "S1")]
+    links = {l.speaker: l for l in link_speakers(turns, tracks, chars, 1.0, AlignParams(min_score=0.3))}
+    assert links["S0"].character_id is not None and links["S0"].score < 0.3
+    assert links["S1"].character_id is None
+
+
 def test_two_voices_never_share_one_face():
     tracks, chars = _scene()
     turns = [SpeechTurn(0.0, 4.0, "S0"), SpeechTurn(0.5, 4.0, "S1")]

@@ -126,8 +126,10 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     """One link per voice from the evidence of every video, `(video, rows)`, in library ids.
 
     A voice's score for a character is the weighted on-screen time summed over all videos, divided by
-    its speech over all videos. Best evidence first, each voice takes its best character left. Two
-    voices heard in one video never share a face; voices that are never heard in the same video may
+    its speech over all videos. Best evidence first, each voice takes its best character left, if that
+    character is on screen for at least `min_score` of the voice's speech (the unweighted share: a voice
+    heard over a two-shot is seen with both faces, and only the ranking should prefer the single shots).
+    Two voices heard in one video never share a face; voices that are never heard in the same video may
     (the voice registry may have split one person across files). Equal shares are settled by the amount
     of evidence: a longer voice wins the face."""
     evidence = list(evidence)
@@ -142,7 +144,7 @@ def link_voices(evidence: Iterable[tuple[str, Sequence[Cooccurrence]]], params: 
     links: dict[str, SpeakerLink] = {}
     owners: dict[str, list[str]] = defaultdict(list)
     for share, secs, spk, cid in ranked:
-        if spk in links or share < params.min_score:
+        if spk in links or secs / speech[spk] < params.min_score:
             continue
         if any(heard_in[spk] & heard_in[other] for other in owners[cid]):
             continue
