@@ -15,10 +15,9 @@ from typing import Optional
 
 import typer
 
-from flows import temporary_server
 from flows.cli_options import (
-    ConfigOpt, DeviceOpt, VerboseOpt, WorkspaceOpt, app, fail, field_option, load_config_or_exit, prefect_api_or_exit,
-    quiet_environment, use_device_or_exit,
+    ConfigOpt, DeviceOpt, VerboseOpt, WorkspaceOpt, app, fail, field_option, flow_environment, load_config_or_exit,
+    prefect_api_or_exit, quiet_environment, use_device_or_exit,
 )
 from tasks.core.config import DemuxParams, DetectParams, RunConfig
 
@@ -85,8 +84,7 @@ def run(
     """Process every video of LIBRARY: faces, characters, voices and per-character timelines.
 
     A re-run reuses every finished stage; a killed run resumes. Exits 1 when any video failed."""
-    quiet_environment()
-    temporary_server.start()
+    flow_environment()
     if runner not in ("threads", "dask"):
         fail(f"--runner must be threads or dask, not {runner!r}", 2)
     cfg = load_config_or_exit(config, {"demux.fps": fps, "demux.keyframes_only": keyframes_only,
@@ -107,8 +105,7 @@ def recluster(
     (library.face_threshold, library.voice_threshold), then rewrite every timeline.
 
     Nothing is re-embedded: the registries keep each video's vectors."""
-    quiet_environment()
-    temporary_server.start()
+    flow_environment()
     from tasks.library.run import default_workspace
     from tasks.library.identities import recluster_library
     from tasks.core.workspace import Workspace

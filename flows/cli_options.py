@@ -76,6 +76,13 @@ def quiet_environment() -> None:
     configure()
 
 
+def flow_environment() -> None:
+    """For the commands that run flows: the offline settings, then the temporary Prefect API launched at once,
+    so it boots while the command loads torch and the models (prefect_api_or_exit waits for it)."""
+    quiet_environment()
+    temporary_server.start()
+
+
 def prefect_api_or_exit() -> None:
     """Wait for the temporary Prefect API the command started first thing (flows/temporary_server.py: it boots
     while the command loads torch and the models); exit 1 with the server's own words when it failed."""

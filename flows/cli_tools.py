@@ -10,9 +10,9 @@ from typing import Optional, get_args
 
 import typer
 
-from flows import temporary_server
 from flows.cli_options import (
-    DeviceOpt, app, fail, field_option, params_or_exit, prefect_api_or_exit, quiet_environment, use_device_or_exit,
+    DeviceOpt, app, fail, field_option, flow_environment, params_or_exit, prefect_api_or_exit, quiet_environment,
+    use_device_or_exit,
 )
 from tasks.tools.params import AdaptorConfig, AudioBackend, DatasetParams, ExportParams, TrainParams
 
@@ -39,8 +39,7 @@ def dataset(
     """Label the frames of every video of LIBRARY with a bootstrap face detector into a YOLO dataset
     (data.yaml, images/, labels/, manifest.csv, COCO JSON, contact sheet), split by video; with
     `--classes characters`, one class per character of the last run instead."""
-    quiet_environment()
-    temporary_server.start()
+    flow_environment()
     from tasks.tools.dataset import DatasetError
 
     if classes == "characters":
@@ -110,8 +109,7 @@ def train_detector(
 ) -> None:
     """Fine-tune YOLO on DATASET (CPU), compare it with the bootstrap detector on held-out videos, and
     register it; `castline run` (detector auto) then uses it for each box kind whose class passes the quality gate."""
-    quiet_environment()
-    temporary_server.start()
+    flow_environment()
     from tasks.tools.dataset import DatasetError, check_dataset
     from tasks.core.records import KINDS
     from tasks.video.detect.yolo import QualityGate
