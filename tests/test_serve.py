@@ -72,3 +72,59 @@ def test_server_on_another_port_points_its_ui_at_that_port(tmp_path):
             assert json.load(r)["api_url"] == "http://127.0.0.1:4293/api"
     finally:
         subprocess.run([*script, "stop"], env=env, timeout=30)
+
+
+@pytest.fixture
+def answering_port(tmp_path):
+    """Something that answers /api/health on a free port, as a Prefect server would."""
+    from flows.temporary_server import _free_port
+
+    root = tmp_path / "www"
+    (root / "api").mkdir(parents=True)
+    (root / "api" / "health").write_text("true")
+    port = _free_port()
+    fake = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
+            break
+        except OSError:
+            assert time.time() < deadline, "the stand-in server did not answer"
+            time.sleep(0.1)
+    yield port, fake
+    fake.kill()
+    fake.wait()
+
+
+def test_a_server_started_with_another_database_is_not_reused(tmp_path, answering_port):
+    """`eval "$(scripts/postgres.sh)"` then prefect_server.sh, while the SQLite server of `make demo` still holds the
+    port: the runs would go to SQLite without a word. The script refuses, naming both databases (no password)."""
+    port, fake = answering_port
+    home = tmp_path / "prefect"
+    home.mkdir()
+    (home / f"server-{port}.pid").write_text(f"{fake.pid}\n")
+    (home / f"server-{port}.database").write_text(f"sqlite+aiosqlite:///{home}/prefect.db\n")
+    script = ["bash", str(REPO / "scripts" / "prefect_server.sh")]
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_PORT": str(port),
+           "PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://castline:s3cret@127.0.0.1:5432/castline"}
+    refused = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "sqlite+aiosqlite" in refused.stderr and "postgresql+asyncpg://castline:***@127.0.0.1:5432/castline" in refused.stderr
+    assert "s3cret" not in refused.stderr and "prefect_server.sh stop" in refused.stderr
+
+    del env["PREFECT_API_DATABASE_CONNECTION_URL"]  # the same database as the server's: reused
+    reused = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert (reused.returncode, reused.stdout, reused.stderr) == (0, f"export PREFECT_API_URL=http://127.0.0.1:{port}/api\n", "")
+
+
+def test_a_server_this_home_did_not_start_is_reused_with_a_note(tmp_path, answering_port):
+    port, _ = answering_port
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_PORT": str(port)}
+    reused = subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert reused.returncode == 0 and reused.stdout == f"export PREFECT_API_URL=http://127.0.0.1:{port}/api\n"
+    assert "its database is not known here" in reused.stderr
