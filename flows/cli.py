@@ -32,11 +32,12 @@ def _run_library(library: Path, workspace: Optional[Path], cfg: RunConfig, runne
     from flows.library import library_tag, with_runner
     from tasks.core.workspace import Workspace
     from tasks.library.registry import check_spaces, face_space, voice_space
-    from tasks.library.run import default_workspace, list_videos, no_videos_message
+    from tasks.library.run import default_workspace, gallery_folder, list_videos, no_videos_message
 
     ws = Path(workspace or default_workspace(library)).expanduser().resolve()
     try:
         check_spaces(Workspace(ws), face_space(cfg.embed), voice_space(cfg.diarize))
+        gallery_folder(library, cfg)
     except ValueError as e:
         fail(str(e), 2)
     if not list_videos(library, ws):

@@ -131,6 +131,11 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
     detect, why = resolve_backend(config.detect, ws.root)
     config = config.model_copy(update={"detect": detect})
     logger.info("face detector: %s %s (%s)", detect.backend, detect.yolo_weights or "", why)
+    try:
+        gallery = gallery_folder(lib, config)
+    except ValueError as e:  # before any video: its names would be missing from every output
+        logger.error(str(e))
+        return Failed(message=str(e))
     videos = list_videos(lib, ws.root)
     if not videos:  # e.g. an unmounted drive: leave the last run's report and timelines alone
         logger.warning(no_videos_message(lib))
@@ -173,7 +178,6 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
 
     ordered = [results[video_name(lib, v)] for v in videos]
     done = [r for r in ordered if r.ok]
-    gallery = gallery_folder(lib, config)
     if done and finish_key.finished(ws, done, finish_key.finish_key(ws, ordered, config, gallery)):
         logger.info("library steps reused: nothing they read changed since the last run")
         names_path, report = ws.library_dir / NAMES_JSON, ws.library_dir / "report.md"

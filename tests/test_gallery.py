@@ -1,5 +1,6 @@
 """Gallery naming: closest pairs under the threshold, and clear mutual nearest pairs in the looser band."""
 import numpy as np
+import pytest
 
 from tasks.library.gallery import name_characters
 
@@ -73,3 +74,44 @@ def test_gallery_vectors_are_recomputed_when_the_face_code_changes(tmp_path, mon
     monkeypatch.setattr(identities, "code_fingerprint", lambda module: f"edited {module}")
     identities.gallery_embeddings(tmp_path / "gallery", cache, RunConfig())
     assert len(calls) == 2
+
+
+def test_the_gallery_folder_is_the_configured_one_else_the_librarys(tmp_path):
+    from tasks.core.config import RunConfig
+    from tasks.library.run import gallery_folder
+
+    lib = tmp_path / "library"
+    lib.mkdir()
+    assert gallery_folder(lib, RunConfig()) is None
+    (tmp_path / "photos").mkdir()
+    (lib / "gallery").symlink_to(tmp_path / "photos")
+    assert gallery_folder(lib, RunConfig()) == str(lib / "gallery")
+    assert gallery_folder(lib, RunConfig(library={"gallery": str(tmp_path / "photos")})) == str(tmp_path / "photos")
+    with pytest.raises(ValueError, match="gallery folder not found: .*missing"):
+        gallery_folder(lib, RunConfig(library={"gallery": str(tmp_path / "missing")}))
+    (tmp_path / "photos").rmdir()  # the link now leads nowhere (a copied library, an unmounted drive)
+    with pytest.raises(ValueError, match="links to .*photos, which is not a folder"):
+        gallery_folder(lib, RunConfig())
+
+
+def test_a_run_with_a_broken_gallery_link_stops_before_any_video_work(tmp_path, sample_dir):
+    import logging
+
+    from cli import castline
+    from prefect.states import State
+
+    from flows.library import _run_library
+    from tasks.core.config import RunConfig
+    from tasks.core.workspace import Workspace
+
+    lib, ws = tmp_path / "library", tmp_path / "ws"
+    lib.mkdir()
+    (lib / "megamind.avi").symlink_to(sample_dir / "megamind.avi")
+    (lib / "gallery").symlink_to(tmp_path / "nowhere")
+    r = castline("run", str(lib), "--workspace", str(ws))
+    assert r.returncode == 2 and "which is not a folder" in r.stderr, r.stderr
+    assert not (ws / "cache").exists()
+    # A scheduled run (castline serve) has no CLI in front of it: the flow itself stops, as a failed run.
+    state = _run_library(lib, Workspace.open(ws), RunConfig(), logging.getLogger("test"), 0.0)
+    assert isinstance(state, State) and state.is_failed() and "which is not a folder" in state.message
+    assert not (ws / "cache").exists()
