@@ -1,5 +1,6 @@
 """Two library runs at once against a Prefect server backed by PostgreSQL (SQLite locks under
-concurrent writers): both finish and both show as completed flow runs in the server."""
+concurrent writers): both finish and both show as completed flow runs in the server (slow); and
+scripts/postgres.sh's one line of output, with PostgreSQL's commands stood in for (fast)."""
 from __future__ import annotations
 
 import asyncio
@@ -73,3 +74,27 @@ def test_two_runs_at_once_on_a_postgres_backed_server(tmp_path, sample_dir):
         assert not (home / "prefect.db").exists(), log.read_text()[-3000:]
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "prefect_server.sh"), "stop"], env=env, timeout=60)
+
+
+def test_postgres_script_prints_only_the_export_line_whatever_its_commands_say(tmp_path):
+    """Stand-ins for PostgreSQL's commands that talk on stdout, as pg_ctlcluster does after an unclean shutdown
+    ("Removed stale pid file."): `eval "$(scripts/postgres.sh)"` must still get exactly one export line."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    fakes = {
+        "pg_ctlcluster": 'case "$3" in status) exit 3;; start) echo "Removed stale pid file.";; esac',
+        "psql": 'case "$*" in *"SHOW port"*) echo 5433;; *"SELECT 1"*) echo "";; *) echo "CREATE ROLE";; esac',
+        "createdb": 'echo "created"',
+        "su": 'shift; [ "$1" = -c ] && exec bash -c "$2"',  # su postgres -c CMD
+        "sudo": 'exec "$@"',
+        "ls": '[ "$1" = /etc/postgresql ] && { echo 15; exit; }; exec /bin/ls "$@"',
+    }
+    for name, body in fakes.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    r = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh")], env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"},
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert _export(r.stdout) == ("PREFECT_API_DATABASE_CONNECTION_URL",
+                                 "postgresql+asyncpg://castline:castline@127.0.0.1:5433/prefect")
+    assert "Removed stale pid file." in r.stderr and "CREATE ROLE" in r.stderr
