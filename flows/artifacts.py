@@ -47,7 +47,7 @@ def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
         if r.ok:
             for link in read_timeline_json(r.outputs.timeline.timeline_json).speaker_links:
                 lines.append(f"| {r.video} | {link.speaker} | {link.character_id or 'off-screen'} | "
-                             f"{link.score:.2f} |")
+                             f"{link.on_screen_share:.2f} |")
     return "\n".join(lines) + "\n"
 
 

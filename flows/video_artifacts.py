@@ -50,7 +50,7 @@ def found_markdown(result: VideoResult, report: Path) -> str:
     for link in links:
         who = label_of.get(link.character_id, link.character_id) if link.character_id else "*off-screen*"
         lines.append(f"| {link.speaker} | {who} | {link.speech_seconds:.1f} | {link.overlap_seconds:.1f} | "
-                     f"{link.score:.2f} |")
+                     f"{link.on_screen_share:.2f} |")
     if not links:
         lines.append("| — | " + ("*no audio*" if "diarize" in result.skipped_stages else "*no voice found*")
                      + " | | | |")

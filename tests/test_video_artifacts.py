@@ -35,7 +35,7 @@ def test_found_table_has_readable_headers_names_and_voices(tmp_path):
     assert "| Character | Name | On screen (s) | Speaking (s) | Voices |" in md
     assert "| character_001 | Bea | 4.0 | 1.5 | speaker_000 |" in md
     assert "| character_002 | *unnamed* | 1.0 | 0.0 | — |" in md
-    assert "| speaker_000 | Bea | 1.5 | 1.4 | 0.90 |" in md and "| speaker_001 | *off-screen* |" in md
+    assert "| speaker_000 | Bea | 1.5 | 1.4 | 0.93 |" in md and "| speaker_001 | *off-screen* |" in md
     assert f"({(tmp_path / 'report.html').as_uri()})" in md
 
 

@@ -209,9 +209,15 @@ class SpeakerLink:
 
     speaker: str
     character_id: str | None  # None: off-screen voice
-    score: float
+    score: float  # on-screen seconds weighted 1/(faces on screen) over speech seconds: what ranks the faces
     speech_seconds: float
-    overlap_seconds: float
+    overlap_seconds: float  # seconds of its speech with that face on screen
+
+    @property
+    def on_screen_share(self) -> float:
+        """The share of the voice's speech with its face on screen: what align.min_score judges, and what a
+        person reading the evidence expects (the weighted score reads low over every two-shot)."""
+        return self.overlap_seconds / self.speech_seconds if self.speech_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)

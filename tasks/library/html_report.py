@@ -219,7 +219,7 @@ def video_html(v: VideoPage, cast: Cast) -> str:
         for link in links:
             linked = cast.get(link.character_id) if link.character_id else None
             who = f"<a href='#{linked.anchor}'>{e(linked.label)}</a>" if linked else "off-screen"
-            parts.append(f"<tr><td>{e(link.speaker)}</td><td>{who}</td><td class='num'>{link.score:.2f}</td>"
+            parts.append(f"<tr><td>{e(link.speaker)}</td><td>{who}</td><td class='num'>{link.on_screen_share:.2f}</td>"
                          f"<td class='num'>{link.speech_seconds:.1f} s</td></tr>")
         parts.append("</table>")
     return "\n".join(parts) + "</section>"
