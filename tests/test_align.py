@@ -97,6 +97,29 @@ def test_the_timeline_png_draws_each_character_in_its_report_colour(tmp_path):
     assert not drawn(full["character_000"]) and drawn(255 - ON_SCREEN_OPACITY * (255 - full["character_000"]))
 
 
+def test_the_timeline_png_is_copied_while_it_would_show_the_same(tmp_path, monkeypatch):
+    """A run that adds an episode rewrites every video's timeline folder: an unchanged plot is not drawn again."""
+    from tasks.library import timeline as module
+    from tasks.library.registry import Registry
+    from tasks.library.view import LibraryView
+
+    tracks, chars = _scene()
+    turns = [SpeechTurn(5.0, 9.0, "S1")]
+    links = link_speakers(turns, tracks, chars, 1.0, AlignParams())
+    view = LibraryView(Registry("character", "euclidean"), Registry("speaker", "cosine"))
+    first, second, longer = (tmp_path / k for k in ("first", "second", "longer"))
+    for folder in (first, second, longer):
+        folder.mkdir()
+    module.write_timeline(first, "v.mp4", tracks, chars, turns, links, 1.0, 15.0, view)
+    plotted = []
+    monkeypatch.setattr(module, "plot_timeline", lambda *a: plotted.append(a) or a[-1].write_bytes(b"png"))
+    module.write_timeline(second, "v.mp4", tracks, chars, turns, links, 1.0, 15.0, view, previous=first)
+    assert not plotted and (second / "timeline.png").read_bytes() == (first / "timeline.png").read_bytes()
+    turns.append(SpeechTurn(10.0, 11.0, "S1"))  # Bea speaks once more: drawn again
+    module.write_timeline(longer, "v.mp4", tracks, chars, turns, links, 1.0, 15.0, view, previous=second)
+    assert len(plotted) == 1 and (longer / "timeline.png").read_bytes() == b"png"
+
+
 def test_screen_pieces_hold_the_characters_visible_in_each_piece():
     spans = {"a": [Segment(0, 4), Segment(9, 12)], "b": [Segment(3, 10)], "c": [Segment(20, 21)]}
     pieces = screen_pieces(spans)

@@ -8,21 +8,20 @@ stays small enough to be embedded in an artifact (a JPEG of at most MAX_CHARACTE
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from PIL import Image
 
 from tasks.core.contact_sheet import sheet_image, stacked
-from tasks.core.formats import write_image, write_text
+from tasks.core.formats import write_image
 from tasks.core.records import VideoOutputs
 from tasks.core.workspace import code_fingerprint, params_digest
 from tasks.library.character_outputs import sheet_title
+from tasks.library.drawn import drawn
 from tasks.library.report_faces import choose_faces, face_candidates
 from tasks.library.view import LibraryView
 
 FACES_JPG = "faces.jpg"
-FACES_KEY = "faces.key"  # beside it: what it was drawn from (sheet_key)
 FACES_PER_CHARACTER = 4
 MAX_CHARACTERS = 16  # the most seen: a crowd scene's extras would make the picture too big to embed
 TILE = 96
@@ -51,19 +50,11 @@ def sheet_key(name: str, outputs: VideoOutputs, view: LibraryView) -> str:
 
 def write_face_sheet(folder: Path, name: str, outputs: VideoOutputs, view: LibraryView,
                      previous: Path | None = None) -> Path | None:
-    """faces.jpg (and its key, FACES_KEY) in `folder`; copied from the `previous` folder when that one's was drawn
-    from the same faces and names. Drawing reads and crops frames, 1-2 s a video on every run that rewrites the
-    timelines: adding one episode to a library of four had cost 1.16x that episode alone with every sheet drawn
-    again (bench/pipeline_benchmark.py), 1.02-1.05x before the sheets existed."""
-    key, out = sheet_key(name, outputs, view), folder / FACES_JPG
-    old_key = previous / FACES_KEY if previous else None
-    if old_key and old_key.is_file() and (previous / FACES_JPG).is_file() \
-            and old_key.read_text(encoding="utf-8").strip() == key:
-        shutil.copy2(previous / FACES_JPG, out)
-    else:
+    """faces.jpg (and its key) in `folder`; copied from the `previous` folder when that one's was drawn from the
+    same faces and names (tasks/library/drawn.py). Adding one episode to a library of four had cost 1.16x that
+    episode alone with every sheet drawn again (bench/pipeline_benchmark.py), 1.02-1.05x before the sheets existed."""
+    def draw(out: Path) -> Path | None:
         image = face_sheet(name, outputs, view)
-        if image is None:
-            return None
-        write_image(out, image, "JPEG", quality=85)
-    write_text(folder / FACES_KEY, key + "\n")
-    return out
+        return None if image is None else write_image(out, image, "JPEG", quality=85)
+
+    return drawn(folder, FACES_JPG, sheet_key(name, outputs, view), draw, previous)

@@ -9,7 +9,7 @@ linked to no face: `offscreen_<speaker>`.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import astuple, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +31,7 @@ from tasks.core.formats import (
     write_webvtt,
 )
 from tasks.video.demux import load_media_info
+from tasks.library.drawn import drawn
 from tasks.library.face_sheet import write_face_sheet
 from tasks.library.plots import plot_timeline
 from tasks.library.report_cast import timeline_colours
@@ -38,7 +39,7 @@ from tasks.library.view import LibraryView
 from tasks.core.stage import always_task
 from tasks.core.records import (OFFSCREEN_PREFIX, Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles,
                                 TimelineSpan, Track, VideoOutputs)
-from tasks.core.workspace import Workspace
+from tasks.core.workspace import Workspace, code_fingerprint, params_digest
 
 TIMELINE_JSON = "timeline.json"
 TIMELINE_CSV = "timeline.csv"
@@ -95,16 +96,19 @@ def character_turns(turns: Sequence[SpeechTurn], labels: dict[str, str]) -> list
 
 def write_timeline(folder: Path, video: str, tracks: Sequence[Track], characters: Sequence[Character],
                    turns: Sequence[SpeechTurn], links: Sequence[SpeakerLink], interval: float,
-                   duration: float, view: LibraryView) -> list[TimelineSpan]:
+                   duration: float, view: LibraryView, previous: Path | None = None) -> list[TimelineSpan]:
     """The timeline files in `folder`; the PNG colours each character as report.html does, from the timeline.json
-    the report reads (`view` says which library character an off-screen voice belongs to)."""
+    the report reads (`view` says which library character an off-screen voice belongs to), and is copied from
+    the `previous` folder when it would show the same (tasks/library/drawn.py)."""
     spans = build_timeline(video, tracks, characters, turns, links, interval)
     by_character = character_turns(turns, speaker_labels(characters, links))
     timeline = read_timeline_json(write_timeline_json(folder / TIMELINE_JSON, video, spans, characters, links))
     write_timeline_csv(folder / TIMELINE_CSV, spans)
     write_rttm(folder / SPEECH_RTTM, Path(video).stem, by_character)
     write_webvtt(folder / SPEECH_VTT, by_character)
-    plot_timeline(spans, duration, video, timeline_colours(timeline, view), folder / TIMELINE_PNG)
+    colours = timeline_colours(timeline, view)
+    key = params_digest([astuple(s) for s in spans], duration, video, colours, code_fingerprint("tasks.library.plots"))
+    drawn(folder, TIMELINE_PNG, key, lambda out: plot_timeline(spans, duration, video, colours, out), previous)
     return spans
 
 
@@ -152,7 +156,7 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
     with atomic_dir(dest) as tmp:
         info = load_media_info(outputs.probe, outputs.video)
         write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
-                       info.duration, view)
+                       info.duration, view, previous=dest)
         write_face_sheet(tmp, name, outputs, view, previous=dest)
         write_source_tracks(tmp / TRACKS_JSON, outputs.tracks, records.tracks, outputs.frames, info.display_size)
         write_characters(tmp / CHARACTERS_JSON, named.characters)
