@@ -3,7 +3,9 @@
 Every run that changes the library (one new episode is enough) rewrites every video's timeline folder, and
 drawing is most of that: a face sheet reads and crops frames (1-2 s a video), a timeline plot costs matplotlib's
 rendering. Each picture has a key file beside it, `<stem>.key`, a digest of what it was drawn from; when the
-previous folder's key is the same, its picture is copied instead of drawn.
+previous folder's key is the same, its picture is copied instead of drawn. Measured on a library of 32-35 videos
+(the sample library five times over, one episode added per run): the timeline tasks of a run took 3.5 s with
+every plot drawn, 1.8-1.9 s with the unchanged ones copied.
 """
 from __future__ import annotations
 
