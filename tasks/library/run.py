@@ -74,9 +74,10 @@ def gallery_folder(library: Path, config: RunConfig) -> str | None:
     """The configured gallery, else LIBRARY/gallery when there is one. ValueError when the configured folder
     is missing or LIBRARY/gallery is a link to nothing: a run would otherwise name no one without a word."""
     if config.library.gallery:
-        if not Path(config.library.gallery).expanduser().is_dir():
+        configured = Path(config.library.gallery).expanduser()
+        if not configured.is_dir():
             raise ValueError(f"gallery folder not found: {config.library.gallery} (library.gallery)")
-        return str(Path(config.library.gallery).expanduser())
+        return str(configured)
     default = library / "gallery"
     if default.is_symlink() and not default.is_dir():
         raise ValueError(f"{default} links to {os.readlink(default)}, which is not a folder: fix or remove the link")
