@@ -37,9 +37,13 @@ def character_rows(results: Sequence[VideoResult]) -> list[dict]:
     return rows
 
 
-def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
+def alignment_markdown(results: Sequence[VideoResult], report: Path, per_video: tuple[int, int]) -> str:
+    """`per_video`: the videos' own artifacts this run published, and those left as an earlier run published them."""
     lines = [f"**{sum(r.ok for r in results)} succeeded, {sum(not r.ok for r in results)} failed** — "
-             f"full report: `{report}`", ""]
+             f"full report: `{report}`", "",
+             f"Each video's own artifacts (found table, timeline, faces, report link): {per_video[0]} published "
+             f"by this run, {per_video[1]} unchanged since an earlier run (the Artifacts page shows every key's "
+             "latest version).", ""]
     lines += [f"- failed `{r.video}`: {r.error}" for r in results if not r.ok]
     lines += ["", "| video | voice | linked character | share of its speech with that face on screen |",
               "|---|---|---|---|"]
@@ -51,11 +55,12 @@ def alignment_markdown(results: Sequence[VideoResult], report: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_run_artifacts(library: str, results: Sequence[VideoResult], report: Path) -> None:
+def publish_run_artifacts(library: str, results: Sequence[VideoResult], report: Path,
+                          per_video: tuple[int, int]) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_table_artifact(character_rows(results) or [{"Video": "", "Character": "none found"}],
                           key=library_key(library, "characters"),
                           description="Characters per video: names, screen and speaking time, voices")
-    create_markdown_artifact(alignment_markdown(results, report), key=library_key(library, "summary"),
+    create_markdown_artifact(alignment_markdown(results, report, per_video), key=library_key(library, "summary"),
                              description="Run outcome and voice-to-face links")

@@ -24,7 +24,8 @@ from flows import display
 from flows.logs import keep_expected_errors_short
 from flows.progress import StageProgress, progress_artifact, tracking
 from flows.video import NotFinished, process_video, video_flow
-from flows.video_artifacts import publish_video_artifacts
+from flows.published import PUBLISHED_JSON, publish_changed
+from flows.video_artifacts import video_artifacts
 from tasks.video.demux import MediaError
 from tasks.core.errors import ModelUnavailable
 from flows.artifacts import library_key, publish_run_artifacts
@@ -195,10 +196,12 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
         if done:  # after every file is written, with the registries as the steps left them
             finish_key.mark_finished(ws, finish_key.finish_key(ws, ordered, config, gallery))
     seconds = time.perf_counter() - started
-    publish_run_artifacts(str(lib), ordered, report)
+    per_video = [a for r in done for a in video_artifacts(str(lib), r, ws.library_dir / "report.html")]
+    published = publish_changed(per_video, ws.library_dir / PUBLISHED_JSON)
+    logger.info("per-video artifacts: %d published, %d unchanged since an earlier run",
+                published, len(per_video) - published)
+    publish_run_artifacts(str(lib), ordered, report, (published, len(per_video) - published))
     summary = write_summary(lib, ws, ordered, seconds, report, detect, why)
-    for r in done:
-        publish_video_artifacts(str(lib), r, ws.library_dir / "report.html")
     message = failure_message(ordered)
     # Failed with the summary as its data: the UI shows the partial failure, the CLI still reads the summary.
     return Failed(message=message, data=to_jsonable(summary)) if message else to_jsonable(summary)

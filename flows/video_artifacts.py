@@ -5,7 +5,8 @@ Out, under keys made of the library and the video (so the UI keeps each video's 
 `…-<video>-found` a Markdown table of its characters (name filled, readable headers) and voices (each with
 the face it is linked to), `…-<video>-timeline` the timeline PNG and `…-<video>-faces` its face sheet (a few
 crops of each character; none for a video without a face) as image artifacts (embedded as data URLs: the UI
-cannot load files from the machine that ran the flow), and `…-<video>-report` a link to the HTML report.
+cannot load files from the machine that ran the flow), and `…-<video>-report` a link to the HTML report. The library
+flow publishes those that changed since the last run (flows/published.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 from pathlib import Path
 
 from flows.artifacts import library_key
+from flows.published import KeyedArtifact
 from tasks.core.formats import read_timeline_json
 from tasks.core.records import VideoResult
 from tasks.library.face_sheet import FACES_JPG
@@ -68,19 +70,19 @@ def image_data_url(path: Path) -> str | None:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def publish_video_artifacts(library: str, result: VideoResult, report: Path) -> None:
-    from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact
-
-    create_markdown_artifact(found_markdown(result, report), key=video_key(library, result.video, "found"),
-                             description=f"{result.video}: characters and voices")
+def video_artifacts(library: str, result: VideoResult, report: Path) -> list[KeyedArtifact]:
+    """A succeeded video's artifacts: its found table, its pictures (those it has) and the report's link."""
+    out = [KeyedArtifact("markdown", video_key(library, result.video, "found"), found_markdown(result, report),
+                         f"{result.video}: characters and voices")]
     folder = result.outputs.timeline.folder
     for file, kind, description in (
             (TIMELINE_PNG, "timeline", "who is on screen (pale) and speaking (full colour), when"),
             (FACES_JPG, "faces", "a few faces of each character, under its name or id")):
         url = image_data_url(folder / file)
         if url is not None:
-            create_image_artifact(url, key=video_key(library, result.video, kind),
-                                  description=f"{result.video}: {description}")
-    create_link_artifact(report.resolve().as_uri(), link_text=f"report.html ({report})",
-                         key=video_key(library, result.video, "report"),
-                         description=f"{result.video}: the library's HTML report (opens from disk)")
+            out.append(KeyedArtifact("image", video_key(library, result.video, kind), url,
+                                     f"{result.video}: {description}"))
+    out.append(KeyedArtifact("link", video_key(library, result.video, "report"), report.resolve().as_uri(),
+                             f"{result.video}: the library's HTML report (opens from disk)",
+                             link_text=f"report.html ({report})"))
+    return out

@@ -21,6 +21,7 @@ def test_rows_and_markdown_come_from_the_timelines(tmp_path):
                VideoResult("bad.mp4", False, error="not a media file")]
     assert character_rows(results) == [{"Video": "ep.mp4", "Character": "character_001", "Name": "Bea",
                                         "On screen (s)": 4.0, "Speaking (s)": 1.5, "Voices": "speaker_000"}]
-    md = alignment_markdown(results, tmp_path / "report.md")
+    md = alignment_markdown(results, tmp_path / "report.md", (1, 3))
+    assert "1 published by this run, 3 unchanged since an earlier run" in md
     assert "1 succeeded, 1 failed" in md and "bad.mp4`: not a media file" in md
     assert "| ep.mp4 | speaker_001 | off-screen | 0.00 |" in md

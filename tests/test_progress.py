@@ -2,6 +2,7 @@
 their copied context, and never failing a video when the API does not take an update."""
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -75,3 +76,9 @@ def test_a_library_run_moves_its_progress_artifact_per_stage(media_dir, tmp_path
     assert sent == [pytest.approx(100 * n / len(STAGES)) for n in range(1, ran + 1)] + [pytest.approx(100)]
     # The clip's cartoon faces get a face sheet beside its timeline.
     assert (tmp_path / "ws" / "videos" / "video_only.mp4" / "faces.jpg").stat().st_size > 0
+    # A re-run that changes nothing leaves the video's artifacts as the first run published them.
+    ledger = tmp_path / "ws" / "library" / "published.json"
+    first = json.loads(ledger.read_text())
+    assert len(first) == 4  # found table, timeline, faces, report link
+    assert library_flow(str(lib), str(tmp_path / "ws"), RunConfig(), return_state=True).is_completed()
+    assert json.loads(ledger.read_text()) == first

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import published
-from flows.video_artifacts import MAX_IMAGE_BYTES, found_markdown, image_data_url, publish_video_artifacts, video_key
+from flows.video_artifacts import MAX_IMAGE_BYTES, found_markdown, image_data_url, video_artifacts, video_key
 from tasks.core.contact_sheet import TITLE_HEIGHT
 from tasks.core.formats import (write_characters, write_evidence, write_frames, write_npy, write_timeline_json,
                                 write_tracks)
@@ -123,19 +123,8 @@ def test_a_video_without_a_face_gets_no_face_sheet(tmp_path):
     assert not (tmp_path / FACES_JPG).exists()
 
 
-@pytest.fixture
-def artifacts(monkeypatch):
-    """What publish_video_artifacts hands to Prefect: (kind, key, data) per artifact."""
-    import prefect.artifacts
-
+def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path):
     made = []
-    for kind in ("markdown", "image", "link"):
-        monkeypatch.setattr(prefect.artifacts, f"create_{kind}_artifact",
-                            lambda data, key, kind=kind, **kw: made.append((kind, key, data)))
-    return made
-
-
-def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path, artifacts):
     for video in ("seen.mp4", "heard.wav"):
         folder = tmp_path / video
         folder.mkdir()
@@ -143,8 +132,8 @@ def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path
         if video == "seen.mp4":
             Image.new("RGB", (8, 8)).save(folder / FACES_JPG, "JPEG")
         result = VideoResult(video, True, outputs=published(folder / "timeline.json"))
-        publish_video_artifacts(str(tmp_path / "lib"), result, tmp_path / "report.html")
-    images = {key: url for kind, key, url in artifacts if kind == "image"}
+        made += video_artifacts(str(tmp_path / "lib"), result, tmp_path / "report.html")
+    images = {a.key: a.data for a in made if a.kind == "image"}
     assert images[video_key(tmp_path / "lib", "seen.mp4", "faces")].startswith("data:image/jpeg;base64,")
     assert video_key(tmp_path / "lib", "heard.wav", "faces") not in images
-    assert sum(kind == "markdown" for kind, _, _ in artifacts) == 2
+    assert sum(a.kind == "markdown" for a in made) == 2
