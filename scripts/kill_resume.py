@@ -97,7 +97,10 @@ RUN_SPECIFIC = {
     "*.key (library/finished.key, videos/*/faces.key, videos/*/timeline.key)": "the contents: hashes of what a reuse check read, the "
                                                        "workspace's own paths and registry bytes among them; "
                                                        "each key must still be there",
+    "library/published.json": "the values: digests of Prefect artifacts that name the workspace's paths, and "
+                              "the ids the server gave them; the same artifact keys must be there",
 }
+PUBLISHED_LEDGER = "library/published.json"
 REL_TOL = 1e-6
 ABS_TOL = 1e-9  # for values that are 0 in one run
 
@@ -350,6 +353,9 @@ def compare_file(rel: str, a: Path, a_ws: str, b: Path, b_ws: str) -> str | None
     if suffix == ".key":
         return None
     try:
+        if rel == PUBLISHED_LEDGER:
+            ka, kb = json.loads(da).keys(), json.loads(db).keys()
+            return None if ka == kb else f"keys {sorted(ka ^ kb)} in one only"
         if suffix == ".json":
             ja, jb = normalise(json.loads(da), a_ws), normalise(json.loads(db), b_ws)
             if _is_summary(rel) or rel == "runs/<newest>.json":

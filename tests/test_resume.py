@@ -48,3 +48,15 @@ def test_two_runs_reports_compare_equal_up_to_their_finished_and_wall_time_rows(
     assert compare("library/report.html", a, "/w/a", b, "/w/b") is None
     assert compare("library/report.html", a, "/w/a", c, "/w/b") is not None
     assert compare("library/other.html", a, "/w/a", b, "/w/b") is not None  # only the report's rows are run-specific
+
+
+def test_two_runs_published_ledgers_compare_equal_when_they_hold_the_same_artifact_keys(tmp_path):
+    """published.json's digests hash Markdown that names the workspace, and its ids are the server's: two runs
+    differ in every value; a key published by one run only is a difference."""
+    compare = load_kill_resume().compare_file
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text(json.dumps({"lib-v-found": {"digest": "f2a1", "id": "1"}, "lib-v-report": {"digest": "0b", "id": "2"}}))
+    b.write_text(json.dumps({"lib-v-found": {"digest": "5f97", "id": "8"}, "lib-v-report": {"digest": "9c", "id": "9"}}))
+    c.write_text(json.dumps({"lib-v-found": {"digest": "f2a1", "id": "1"}}))
+    assert compare("library/published.json", a, "/w/a", b, "/w/b") is None
+    assert compare("library/published.json", a, "/w/a", c, "/w/b") == "keys ['lib-v-report'] in one only"
