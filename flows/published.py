@@ -65,6 +65,11 @@ def _ledger(path: Path) -> dict[str, dict]:
     return known if isinstance(known, dict) else {}
 
 
+def published_ids(ledger: Path) -> dict[str, str]:
+    """Key → id of the version the ledger's run left current."""
+    return {key: entry["id"] for key, entry in _ledger(ledger).items()}
+
+
 def publish_changed(artifacts: Sequence[KeyedArtifact], ledger: Path) -> int:
     """Publish the artifacts not already on the server as they are; returns how many were published. The ledger
     keeps the keys given here only, so a video gone from the library drops out of it."""

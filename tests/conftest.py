@@ -44,6 +44,17 @@ def published(timeline_json: Path) -> VideoOutputs:
                                                folder / "speakers.rttm", folder))
 
 
+def latest_artifact_data(key: str) -> str:
+    """What the test session's Prefect server holds as the latest version of an artifact key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        [latest] = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])))
+    return latest.data
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE

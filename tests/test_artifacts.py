@@ -1,5 +1,7 @@
 import re
 
+from prefect.settings import PREFECT_UI_URL, temporary_settings
+
 from conftest import published
 from flows.artifacts import alignment_markdown, character_rows, library_key
 from tasks.core.formats import write_timeline_json
@@ -21,7 +23,11 @@ def test_rows_and_markdown_come_from_the_timelines(tmp_path):
                VideoResult("bad.mp4", False, error="not a media file")]
     assert character_rows(results) == [{"Video": "ep.mp4", "Character": "character_001", "Name": "Bea",
                                         "On screen (s)": 4.0, "Speaking (s)": 1.5, "Voices": "speaker_000"}]
-    md = alignment_markdown(results, tmp_path / "report.md", (1, 3))
+    with temporary_settings({PREFECT_UI_URL: "http://127.0.0.1:4200"}):
+        md = alignment_markdown(results, tmp_path / "report.md", (1, 3),
+                                {"ep.mp4": [("found", "4c08"), ("report", "9e1d")]})
     assert "1 published by this run, 3 unchanged since an earlier run" in md
+    assert ("| ep.mp4 | [found](http://127.0.0.1:4200/artifacts/artifact/4c08) · "
+            "[report](http://127.0.0.1:4200/artifacts/artifact/9e1d) |") in md
     assert "1 succeeded, 1 failed" in md and "bad.mp4`: not a media file" in md
     assert "| ep.mp4 | speaker_001 | off-screen | 0.00 |" in md

@@ -9,7 +9,9 @@ from contextvars import copy_context
 
 import pytest
 
+from conftest import latest_artifact_data
 from flows import progress
+from flows.artifacts import artifact_page, library_key
 from flows.progress import StageProgress, tracking
 from tasks.video.pipeline import STAGES
 
@@ -82,3 +84,6 @@ def test_a_library_run_moves_its_progress_artifact_per_stage(media_dir, tmp_path
     assert len(first) == 4  # found table, timeline, faces, report link
     assert library_flow(str(lib), str(tmp_path / "ws"), RunConfig(), return_state=True).is_completed()
     assert json.loads(ledger.read_text()) == first
+    # ... and the second run's summary still leads to each of those versions.
+    summary = latest_artifact_data(library_key(str(lib), "summary"))
+    assert all(f"]({artifact_page(entry['id'])})" in summary for entry in first.values()), summary

@@ -7,7 +7,8 @@ import pytest
 # The production caller runs inside a flow; outside one Prefect warns that artifact creation is deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 
-from flows.published import KeyedArtifact, latest_count, publish_changed
+from conftest import latest_artifact_data
+from flows.published import KeyedArtifact, latest_count, publish_changed, published_ids
 from tasks.core.formats import read_json, write_json
 
 
@@ -18,24 +19,14 @@ def keyed(tag: str, text: str = "hello") -> list[KeyedArtifact]:
                           link_text="report.html")]
 
 
-def latest_data(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-
-    with get_client(sync_client=True) as client:
-        [latest] = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key])))
-    return latest.data
-
-
 def test_an_unchanged_artifact_is_not_published_again_and_a_changed_one_is(tmp_path):
     tag, ledger = uuid.uuid4().hex[:12], tmp_path / "published.json"
     assert publish_changed(keyed(tag), ledger) == 3
     assert publish_changed(keyed(tag), ledger) == 0
-    ids = [read_json(ledger)[a.key]["id"] for a in keyed(tag)]
+    ids = [published_ids(ledger)[a.key] for a in keyed(tag)]
     assert latest_count(ids) == 3
     assert publish_changed(keyed(tag, "changed"), ledger) == 1
-    assert latest_data(f"castline-test-{tag}-found") == "## changed"
+    assert latest_artifact_data(f"castline-test-{tag}-found") == "## changed"
     assert latest_count(ids) == 2  # the found table's recorded version is no longer the latest
 
 
@@ -44,7 +35,7 @@ def test_everything_is_published_again_when_the_server_does_not_hold_the_recorde
     tag, ledger = uuid.uuid4().hex[:12], tmp_path / "published.json"
     write_json(ledger, {a.key: {"digest": a.digest(), "id": str(uuid.uuid4())} for a in keyed(tag)})
     assert publish_changed(keyed(tag), ledger) == 3
-    assert latest_data(f"castline-test-{tag}-found") == "## hello"
+    assert latest_artifact_data(f"castline-test-{tag}-found") == "## hello"
 
 
 def test_a_version_published_by_someone_else_under_the_key_is_replaced(tmp_path):
@@ -52,7 +43,7 @@ def test_a_version_published_by_someone_else_under_the_key_is_replaced(tmp_path)
     publish_changed(keyed(tag), ledger)
     KeyedArtifact("markdown", f"castline-test-{tag}-found", "## another run's", "what was found").publish()
     assert publish_changed(keyed(tag), ledger) == 3
-    assert latest_data(f"castline-test-{tag}-found") == "## hello"
+    assert latest_artifact_data(f"castline-test-{tag}-found") == "## hello"
 
 
 def test_a_failure_midway_keeps_what_was_published_and_keys_gone_drop_out(tmp_path, monkeypatch):
