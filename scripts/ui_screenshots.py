@@ -10,6 +10,7 @@ montage_dev00 (an audio-only episode) and one bad file (text.mp4, not a video) �
   video-subflow.png   one video's subflow (`video · hamilton.mp4`) with its named stage tasks
   artifacts.png       the artifacts page: the library's tables, Markdown, progress, per-video image artifacts
   artifact-timeline.png  one per-video timeline image artifact opened
+  artifact-summary.png   the run's summary: outcome, links to each video's artifacts, voice-to-face links
   report.png          the run's report.html (headless Chromium too)
 
 and stops the server (unless --keep-server). Needs Debian's chromium and Playwright's Python package
@@ -115,6 +116,7 @@ def main() -> int:
         print(f"library run {parent['name']!r}: {parent['state_type']} ({parent['state']['message']})")
         video = next((v for v in videos if v["name"] == "video · hamilton.mp4"), videos[0])
         timeline = next((a for a in artifacts if a["type"] == "image"), None)
+        summary = next((a for a in artifacts if (a["key"] or "").endswith("-summary")), None)
 
         from playwright.sync_api import sync_playwright
 
@@ -133,6 +135,9 @@ def main() -> int:
             if timeline is not None:
                 shoot(page, f"{ui}/artifacts/artifact/{timeline['id']}", args.out / "artifact-timeline.png",
                       timeline["key"])
+            if summary is not None:
+                shoot(page, f"{ui}/artifacts/artifact/{summary['id']}", args.out / "artifact-summary.png",
+                      "its artifacts")
             report = ws / "library" / "report.html"
             if report.is_file():
                 page.goto(report.as_uri(), wait_until="load")
