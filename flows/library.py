@@ -24,7 +24,7 @@ from flows import display
 from flows.logs import keep_expected_errors_short
 from flows.progress import StageProgress, progress_artifact, tracking
 from flows.video import NotFinished, process_video, video_flow
-from flows.published import PUBLISHED_JSON, publish_changed, published_ids
+from flows.published import PUBLISHED_JSON, publish_changed
 from flows.video_artifacts import video_artifacts
 from tasks.video.demux import MediaError
 from tasks.core.errors import ModelUnavailable
@@ -197,13 +197,11 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
             finish_key.mark_finished(ws, finish_key.finish_key(ws, ordered, config, gallery))
     seconds = time.perf_counter() - started
     artifacts = {r.video: video_artifacts(str(lib), r, ws.library_dir / "report.html") for r in done}
-    per_video = [a for video in artifacts.values() for a in video]
-    published = publish_changed(per_video, ws.library_dir / PUBLISHED_JSON)
+    per_video = [a for video in artifacts.values() for a in video.values()]
+    published, ids = publish_changed(per_video, ws.library_dir / PUBLISHED_JSON)
     logger.info("per-video artifacts: %d published, %d unchanged since an earlier run",
                 published, len(per_video) - published)
-    ids = published_ids(ws.library_dir / PUBLISHED_JSON)
-    # A video's artifact key ends in what it shows: found, timeline, faces, report (video_artifacts.video_key).
-    links = {video: [(a.key.rsplit("-", 1)[-1], ids[a.key]) for a in arts] for video, arts in artifacts.items()}
+    links = {video: [(shows, ids[a.key]) for shows, a in arts.items()] for video, arts in artifacts.items()}
     publish_run_artifacts(str(lib), ordered, report, (published, len(per_video) - published), links)
     summary = write_summary(lib, ws, ordered, seconds, report, detect, why)
     message = failure_message(ordered)

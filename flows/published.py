@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 from tasks.core.formats import read_json, write_json
 
@@ -65,14 +65,14 @@ def _ledger(path: Path) -> dict[str, dict]:
     return known if isinstance(known, dict) else {}
 
 
-def published_ids(ledger: Path) -> dict[str, str]:
-    """Key → id of the version the ledger's run left current."""
-    return {key: entry["id"] for key, entry in _ledger(ledger).items()}
+class Published(NamedTuple):
+    count: int  # versions this call published
+    ids: dict[str, str]  # key -> id of the version current after this call, published now or earlier
 
 
-def publish_changed(artifacts: Sequence[KeyedArtifact], ledger: Path) -> int:
-    """Publish the artifacts not already on the server as they are; returns how many were published. The ledger
-    keeps the keys given here only, so a video gone from the library drops out of it."""
+def publish_changed(artifacts: Sequence[KeyedArtifact], ledger: Path) -> Published:
+    """Publish the artifacts not already on the server as they are. The ledger keeps the keys given here only, so
+    a video gone from the library drops out of it."""
     known = _ledger(ledger)
     unchanged = [a for a in artifacts if known.get(a.key, {}).get("digest") == a.digest()]
     if unchanged and latest_count([known[a.key]["id"] for a in unchanged]) != len(unchanged):
@@ -85,4 +85,4 @@ def publish_changed(artifacts: Sequence[KeyedArtifact], ledger: Path) -> int:
                 entries[a.key] = {"digest": a.digest(), "id": str(a.publish())}
     finally:  # what was published before a failure is not published again
         write_json(ledger, entries)
-    return len(artifacts) - len(unchanged)
+    return Published(len(artifacts) - len(unchanged), {key: entry["id"] for key, entry in entries.items()})

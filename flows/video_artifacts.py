@@ -70,19 +70,20 @@ def image_data_url(path: Path) -> str | None:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def video_artifacts(library: str, result: VideoResult, report: Path) -> list[KeyedArtifact]:
-    """A succeeded video's artifacts: its found table, its pictures (those it has) and the report's link."""
-    out = [KeyedArtifact("markdown", video_key(library, result.video, "found"), found_markdown(result, report),
-                         f"{result.video}: characters and voices")]
+def video_artifacts(library: str, result: VideoResult, report: Path) -> dict[str, KeyedArtifact]:
+    """A succeeded video's artifacts by what they show: its found table, its pictures (those it has) and the
+    report's link."""
+    out = {"found": KeyedArtifact("markdown", video_key(library, result.video, "found"),
+                                  found_markdown(result, report), f"{result.video}: characters and voices")}
     folder = result.outputs.timeline.folder
     for file, kind, description in (
             (TIMELINE_PNG, "timeline", "who is on screen (pale) and speaking (full colour), when"),
             (FACES_JPG, "faces", "a few faces of each character, under its name or id")):
         url = image_data_url(folder / file)
         if url is not None:
-            out.append(KeyedArtifact("image", video_key(library, result.video, kind), url,
-                                     f"{result.video}: {description}"))
-    out.append(KeyedArtifact("link", video_key(library, result.video, "report"), report.resolve().as_uri(),
-                             f"{result.video}: the library's HTML report (opens from disk)",
-                             link_text=f"report.html ({report})"))
+            out[kind] = KeyedArtifact("image", video_key(library, result.video, kind), url,
+                                      f"{result.video}: {description}")
+    out["report"] = KeyedArtifact("link", video_key(library, result.video, "report"), report.resolve().as_uri(),
+                                  f"{result.video}: the library's HTML report (opens from disk)",
+                                  link_text=f"report.html ({report})")
     return out

@@ -132,7 +132,7 @@ def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path
         if video == "seen.mp4":
             Image.new("RGB", (8, 8)).save(folder / FACES_JPG, "JPEG")
         result = VideoResult(video, True, outputs=published(folder / "timeline.json"))
-        made += video_artifacts(str(tmp_path / "lib"), result, tmp_path / "report.html")
+        made += video_artifacts(str(tmp_path / "lib"), result, tmp_path / "report.html").values()
     images = {a.key: a.data for a in made if a.kind == "image"}
     assert images[video_key(tmp_path / "lib", "seen.mp4", "faces")].startswith("data:image/jpeg;base64,")
     assert video_key(tmp_path / "lib", "heard.wav", "faces") not in images
