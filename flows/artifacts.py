@@ -54,8 +54,10 @@ def alignment_markdown(results: Sequence[VideoResult], report: Path, per_video: 
              f"full report: `{report}`", "",
              f"Each video's own artifacts (found table, timeline, faces, report link): {per_video[0]} published "
              f"by this run, {per_video[1]} unchanged since an earlier run (the Artifacts page shows every key's "
-             "latest version).", ""]
-    lines += [f"- failed `{r.video}`: {r.error}" for r in results if not r.ok]
+             "latest version)."]
+    failed = [f"- failed `{r.video}`: {r.error}" for r in results if not r.ok]
+    if failed:
+        lines += ["", *failed]
     if video_links:
         lines += ["", "| video | its artifacts |", "|---|---|"]
         lines += [f"| {video} | " + " · ".join(f"[{kind}]({artifact_page(i)})" for kind, i in links) + " |"

@@ -31,3 +31,6 @@ def test_rows_and_markdown_come_from_the_timelines(tmp_path):
             "[report](http://127.0.0.1:4200/artifacts/artifact/9e1d) |") in md
     assert "1 succeeded, 1 failed" in md and "bad.mp4`: not a media file" in md
     assert "| ep.mp4 | speaker_001 | off-screen | 0.00 |" in md
+    # Markdown renders one blank line and two alike, but the raw text shown beside it should not gape.
+    assert "\n\n\n" not in md
+    assert "\n\n\n" not in alignment_markdown(results[:1], tmp_path / "report.md", (0, 4), {})
