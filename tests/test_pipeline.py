@@ -31,10 +31,17 @@ def edit(monkeypatch):
     as if the file had been edited."""
     real = workspace.module_source
 
+    def forget_hashes() -> None:  # hashes are kept per process; an edited file is seen by the next process
+        workspace.code_version.cache_clear()
+        workspace.code_fingerprint.cache_clear()
+
     def edit_module(edited: str) -> None:
         monkeypatch.setattr(workspace, "module_source",
                             lambda name: real(name) + ("\n# edited\n" if name == edited else ""))
-    return edit_module
+        forget_hashes()
+    yield edit_module
+    monkeypatch.undo()
+    forget_hashes()
 
 
 @pytest.mark.parametrize("module, rekeyed", [
