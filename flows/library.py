@@ -46,7 +46,7 @@ from tasks.library.run import (  # noqa: F401  (default_workspace, list_videos, 
     write_summary,
 )
 from tasks.library import finish_key
-from tasks.library.timeline import timeline_files, timeline_task
+from tasks.library.timeline import timeline_files, timelines_task
 from tasks.library.view import NAMES_JSON
 from tasks.core.formats import to_jsonable, video_result_from_json
 from tasks.core.records import VideoResult
@@ -68,7 +68,6 @@ def _process_video(video: str, name: str, workspace: str, config: RunConfig):
 
 # One task run per video, named after it in the Prefect UI.
 process_video_task = _process_video.with_options(task_run_name="process-video · {name}")
-timeline_per_video = timeline_task.with_options(task_run_name="timeline · {name}")
 
 
 def with_runner(runner: str, dask_address: str | None = None):
@@ -186,8 +185,9 @@ def _run_library(lib: Path, ws: Workspace, config: RunConfig, logger, started: f
             r.outputs = replace(r.outputs, timeline=timeline_files(ws, r.video))
     else:
         names_path = identities_task(str(ws.root), {r.video: r.outputs for r in done}, config, gallery)
+        with_timelines = timelines_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
         for r in done:
-            r.outputs = timeline_per_video(str(ws.root), r.video, r.outputs, names_path)
+            r.outputs = with_timelines[r.video]
         character_outputs_task(str(ws.root), {r.video: r.outputs for r in done}, names_path)
         speaker_table_task(str(ws.root), names_path)
         write_library_timeline(ws, done)
