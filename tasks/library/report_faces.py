@@ -1,5 +1,5 @@
-"""report.html's face crops: for each library character, a few faces that differ — in time and in embedding
-space — rather than the k sharpest crops of one shot.
+"""Faces of a character, as report.html and the contact sheets show them: for each library character, a few faces
+that differ — in time and in embedding space — rather than the k sharpest crops of one shot.
 
 In: every processed video's stage results in library ids (tasks/library/view.py: tracks, the track embeddings,
 the sampled frames). Out: Face candidates per character (no image read), the k chosen ones with their crops,
@@ -18,12 +18,12 @@ from PIL import Image
 from tasks.core.contact_sheet import crop_box
 from tasks.core.formats import read_frames, read_npy
 from tasks.core.records import Box, VideoOutputs
-from tasks.library.character_outputs import CROP_MARGIN  # crops as the contact sheets cut them
 from tasks.library.view import LibraryView
 from tasks.video.detect import read_rgb
 from tasks.video.embed.pooling import quality, witnesses
 
 FACES_PER_CHARACTER = 8
+CROP_MARGIN = 0.3  # a little hair and chin makes a face recognisable to a person at thumbnail size
 BOXES_PER_TRACK = 3  # candidate crops per track: the best box of each stretch of its time (pooling.witnesses)
 TRACKS_PER_CHARACTER = 40  # per video, longest first: bounds the frames read for a main character
 TIME_SCALE = 10.0  # seconds apart at which two crops of one video count as fully different in time
@@ -128,10 +128,11 @@ def face_candidates(view: LibraryView, videos: Mapping[str, VideoOutputs]) -> di
 
 def choose_faces(candidates: Sequence[Face], k: int = FACES_PER_CHARACTER) -> list[Face]:
     """k diverse faces: a diverse shortlist of 3k weighed by size × score, then — their crops cut and their
-    quality measured as the contact sheets do (size × score × sharpness, pooling.quality) — the final k."""
+    quality measured (size × score × sharpness, pooling.quality) — the final k."""
     cut = []
     for f in pick_diverse(candidates, 3 * k):
-        crop = crop_box(read_rgb(f.frame), f.box.xyxy, CROP_MARGIN)
+        # A copy: a crop that is a view keeps its whole decoded frame alive, 3k of them at once.
+        crop = crop_box(read_rgb(f.frame), f.box.xyxy, CROP_MARGIN).copy()
         cut.append(replace(f, crop=crop, quality=quality(f.box, crop)))
     return pick_diverse(cut, k)
 
