@@ -94,7 +94,7 @@ RUN_SPECIFIC = {
                             "run's that had finished its work)",
     "library/report.md": "the line starting " + repr(REPORT_RUN_LINES[0]),
     "library/report.html": "the header lines starting " + " and ".join(map(repr, HTML_RUN_LINES)),
-    "*.key (library/finished.key, videos/*/faces.key, videos/*/timeline.key)": "the contents: hashes of what a reuse check read, the "
+    "*.key (library/finished.key, videos/*/faces.key, videos/*/timeline.key, videos/*/folder.key)": "the contents: hashes of what a reuse check read, the "
                                                        "workspace's own paths and registry bytes among them; "
                                                        "each key must still be there",
     "library/published.json": "the values: digests of Prefect artifacts that name the workspace's paths, and "

@@ -137,3 +137,33 @@ def test_the_face_sheet_is_an_image_artifact_of_a_video_with_faces_only(tmp_path
     assert images[video_key(tmp_path / "lib", "seen.mp4", "faces")].startswith("data:image/jpeg;base64,")
     assert video_key(tmp_path / "lib", "heard.wav", "faces") not in images
     assert sum(a.kind == "markdown" for a in made) == 2
+
+
+def test_a_timeline_folder_is_kept_while_what_it_is_written_from_stays_the_same(tmp_path, monkeypatch):
+    """Adding an episode to a library of hundreds must not rewrite every other video's folder; a new name, a
+    deleted file or new stage results must."""
+    from tasks.core.workspace import Workspace
+    from tasks.library import timeline as module
+    from tasks.video.demux import probe_task
+
+    tracks = [Track(0, tuple(Box(i, 3.0 * i, 40, 40, 120, 140, 0.99) for i in range(3)))]
+    outputs = stage_results(tmp_path / "ep", [Character("character_000", (0,))], tracks)
+    probe_task.fn(Path(__file__).parents[1] / "data" / "sample" / "hamilton.mp4", out=outputs.probe)
+    ws = Workspace.open(tmp_path / "ws")
+    extra = {"media.json": outputs.probe}
+    folder = module.publish_timeline(ws, "ep.mp4", outputs, view(), extra).folder
+    assert (folder / "timeline.json").is_file() and (folder / FACES_JPG).is_file()
+    writes = []
+    real = module.write_timeline
+    monkeypatch.setattr(module, "write_timeline", lambda *a, **k: writes.append(a) or real(*a, **k))
+    module.publish_timeline(ws, "ep.mp4", outputs, view(), extra)
+    assert writes == []
+    bea = LibraryNames({"character_000": GalleryMatch("character_000", "Bea", 0.3)})
+    module.publish_timeline(ws, "ep.mp4", outputs, view(bea), extra)
+    assert len(writes) == 1 and '"Bea"' in (folder / "timeline.json").read_text()
+    (folder / FACES_JPG).unlink()
+    module.publish_timeline(ws, "ep.mp4", outputs, view(bea), extra)
+    assert len(writes) == 2 and (folder / FACES_JPG).is_file()
+    moved = VideoOutputs(**{**outputs.__dict__, "interval": 0.5})  # other stage results: another key
+    module.publish_timeline(ws, "ep.mp4", moved, view(bea), extra)
+    assert len(writes) == 3

@@ -9,7 +9,7 @@ linked to no face: `offscreen_<speaker>`.
 from __future__ import annotations
 
 import shutil
-from dataclasses import astuple, replace
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +27,7 @@ from tasks.core.formats import (
     write_rttm,
     write_timeline_csv,
     write_timeline_json,
+    write_text,
     write_tracks,
     write_webvtt,
 )
@@ -35,7 +36,7 @@ from tasks.library.drawn import drawn
 from tasks.library.face_sheet import write_face_sheet
 from tasks.library.plots import plot_timeline
 from tasks.library.report_cast import timeline_colours
-from tasks.library.view import LibraryView
+from tasks.library.view import GlobalView, LibraryView
 from tasks.core.stage import always_task
 from tasks.core.records import (OFFSCREEN_PREFIX, Box, Character, Segment, SpeakerLink, SpeechTurn, TimelineFiles,
                                 TimelineSpan, Track, VideoOutputs)
@@ -49,6 +50,7 @@ TRACKS_JSON = "tracks.json"
 SPEAKERS_RTTM = "speakers.rttm"
 SPEECH_VTT = "speech.vtt"
 TIMELINE_PNG = "timeline.png"  # turns labelled by library speaker id (not by character)
+FOLDER_KEY = "folder.key"  # what the folder was written from, then the files it was written with
 
 
 def offscreen_label(speaker: str) -> str:
@@ -146,13 +148,37 @@ def write_source_tracks(path: Path, cached: Path, tracks: Sequence[Track], frame
                         coordinates="source pixels", frame_size=list(source) if source else None)
 
 
+def folder_key(name: str, outputs: VideoOutputs, records: GlobalView, named: GlobalView, extra: dict[str, Path]) -> str:
+    """What a video's timeline folder is written from: its stage results (cache paths, keyed by content), its
+    characters and voices in library ids and as named and linked, the files copied in, and the code that writes
+    it. Colours follow from the ids and links (report_cast.colour), the face sheet from the same records."""
+    stage_results = {f.name: str(getattr(outputs, f.name)) for f in fields(outputs) if f.name != "timeline"}
+    return params_digest(name, stage_results, records.characters, records.turns, records.links, named.characters,
+                         named.turns, named.links, sorted((file, str(src)) for file, src in extra.items()),
+                         code_fingerprint(__name__))
+
+
+def _unchanged(folder: Path, key: str) -> bool:
+    """Whether `folder` was written from `key` and still holds every file it was written with."""
+    path = folder / FOLDER_KEY
+    if not path.is_file():
+        return False
+    written_from, *files = path.read_text(encoding="utf-8").splitlines()
+    return written_from == key and all((folder / f).is_file() for f in files)
+
+
 def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: LibraryView,
                      extra: dict[str, Path]) -> TimelineFiles:
-    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename.
-    Names (gallery, subtitles) label the timeline; speakers.rttm keeps the library speaker ids."""
+    """Write a video's timeline in library terms to WORKSPACE/videos/<name>/, all files in one rename, unless
+    the folder there was written from the same (folder_key): a run that adds an episode to a library of
+    hundreds leaves the others' folders alone. Names (gallery, subtitles) label the timeline; speakers.rttm keeps
+    the library speaker ids."""
     records = view.video(name, outputs)
     named = view.named(records)
     dest = ws.video_dir(name)
+    key = folder_key(name, outputs, records, named, extra)
+    if _unchanged(dest, key):
+        return timeline_files(ws, name)
     with atomic_dir(dest) as tmp:
         info = load_media_info(outputs.probe, outputs.video)
         write_timeline(tmp, name, records.tracks, named.characters, named.turns, named.links, outputs.interval,
@@ -163,6 +189,7 @@ def publish_timeline(ws: Workspace, name: str, outputs: VideoOutputs, view: Libr
         write_rttm(tmp / SPEAKERS_RTTM, Path(name).stem, records.turns)
         for file, src in extra.items():
             shutil.copy2(src, tmp / file)
+        write_text(tmp / FOLDER_KEY, "\n".join([key, *sorted(p.name for p in tmp.iterdir())]) + "\n")
     return timeline_files(ws, name)
 
 
@@ -175,8 +202,8 @@ def timeline_files(ws: Workspace, name: str) -> TimelineFiles:
 
 @always_task("timelines")
 def timelines_task(workspace: str, videos: dict[str, VideoOutputs], names_path: Path) -> dict[str, VideoOutputs]:
-    """Every video's timeline, rewritten on every run that changes the library (library ids or names may have
-    changed), from one read of the registries: one task and one view for the library, not one per video, which on a
+    """Every video's timeline, on every run that changes the library (library ids or names may have changed; a
+    folder written from the same is kept), from one read of the registries: one task and one view for the library, not one per video, which on a
     301-video library had cost 10 s of registry reads and 16 s of task bookkeeping. Returns each video's manifest with
     its timeline files."""
     ws = Workspace.open(workspace)
