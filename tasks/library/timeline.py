@@ -153,8 +153,9 @@ def folder_key(name: str, outputs: VideoOutputs, records: GlobalView, named: Glo
     characters and voices in library ids and as named and linked, the files copied in, and the code that writes
     it. Colours follow from the ids and links (report_cast.colour), the face sheet from the same records."""
     stage_results = {f.name: str(getattr(outputs, f.name)) for f in fields(outputs) if f.name != "timeline"}
-    return params_digest(name, stage_results, records.characters, records.turns, records.links, named.characters,
-                         named.turns, named.links, sorted((file, str(src)) for file, src in extra.items()),
+    # named.characters are records.characters with their names: the ids are in them already.
+    return params_digest(name, stage_results, records.turns, records.links, named.characters, named.turns,
+                         named.links, sorted((file, str(src)) for file, src in extra.items()),
                          code_fingerprint(__name__))
 
 
@@ -203,9 +204,9 @@ def timeline_files(ws: Workspace, name: str) -> TimelineFiles:
 @always_task("timelines")
 def timelines_task(workspace: str, videos: dict[str, VideoOutputs], names_path: Path) -> dict[str, VideoOutputs]:
     """Every video's timeline, on every run that changes the library (library ids or names may have changed; a
-    folder written from the same is kept), from one read of the registries: one task and one view for the library, not one per video, which on a
-    301-video library had cost 10 s of registry reads and 16 s of task bookkeeping. Returns each video's manifest with
-    its timeline files."""
+    folder written from the same is kept), from one read of the registries: one task and one view for the library,
+    not one per video, which on a 301-video library had cost 10 s of registry reads and 16 s of task bookkeeping.
+    Returns each video's manifest with its timeline files."""
     ws = Workspace.open(workspace)
     view = LibraryView.load(ws, names_path)
     return {name: replace(outputs, timeline=publish_timeline(ws, name, outputs, view, {"media.json": outputs.probe}))
