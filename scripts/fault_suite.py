@@ -266,7 +266,7 @@ def build_library(root: Path, huge: bool = True) -> tuple[Path, list[Case]]:
     ff("-sub_charenc", "latin1", "-i", lib / "with_subtitle.srt", "-i", good, "-map", "1", "-map", "0", "-c:v", "copy",
        "-c:a", "copy", "-c:s", "srt", "-attach", cover, "-metadata:s:t", "mimetype=image/jpeg",
        lib / "subs_cover.mkv")
-    add("subs_cover.mkv", "ok", "processed (subtitle stream + cover art ignored)")
+    add("subs_cover.mkv", "ok", "processed (its garbled subtitle track read for names, none found; cover art ignored)")
 
     garble_packets(good, lib / "corrupt_audio.mp4", stream_index=1)
     add("corrupt_audio.mp4", "ok_or_fail",

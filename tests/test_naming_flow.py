@@ -1,4 +1,5 @@
-"""End to end: subtitles beside the videos (ASS Name fields, WebVTT voice tags) name voices and faces."""
+"""End to end: subtitles beside the videos or inside them (ASS Name fields, WebVTT voice tags) name voices and
+faces."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import shutil
 
 import pytest
 from cli import castline
+from conftest import ffmpeg
 
 from tasks.core.formats import read_rttm, read_timeline_json
 
@@ -41,10 +43,18 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     repo = Path(__file__).resolve().parents[1]
     lib = tmp_path / "library"
     lib.mkdir()
+    # dev00's subtitles are a file beside it, dev01's a track inside its Matroska file (as an anime release carries
+    # them), which beats the file beside it that names fewer lines.
+    files = {"montage_dev00": "montage_dev00.mp4", "montage_dev01": "montage_dev01.mkv"}
     for stem, writer, ext in (("montage_dev00", write_ass, ".ass"), ("montage_dev01", write_vtt, ".vtt")):
-        shutil.copy(sample_dir / f"{stem}.mp4", lib / f"{stem}.mp4")
         turns = json.loads((repo / GT / f"{stem}.json").read_text())["turns"]
-        writer(lib / f"{stem}{ext}", [t for t in turns if t["end"] - t["start"] > 1.0])
+        subtitles = (lib if stem == "montage_dev00" else tmp_path) / f"{stem}{ext}"
+        writer(subtitles, [t for t in turns if t["end"] - t["start"] > 1.0])
+        if stem == "montage_dev01":
+            ffmpeg("-i", str(sample_dir / f"{stem}.mp4"), "-i", str(subtitles), "-map", "0", "-map", "1", "-c", "copy",
+                   str(lib / files[stem]))
+        else:
+            shutil.copy(sample_dir / f"{stem}.mp4", lib / files[stem])
     (lib / "montage_dev01.en.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\nRENÉ: é\n".encode("latin-1"))
 
     ws = tmp_path / "ws"
@@ -52,24 +62,27 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     assert r.returncode == 0, r.stdout + r.stderr
     names = json.loads((ws / "library" / "names.json").read_text())["subtitles"]
     assert sorted(set(names["speaker_names"].values())) == ["Barack_Obama", "Rose_Leslie"]
+    assert names["sources"] == [str(lib / "montage_dev00.ass"),
+                                f"{lib / 'montage_dev01.mkv'} subtitle stream 2 (webvtt)"]
     page = (ws / "library" / "report.html").read_text()
     tables = {}
     for stem in ("montage_dev00", "montage_dev01"):
-        timeline = read_timeline_json(ws / "videos" / f"{stem}.mp4" / "timeline.json")
+        timeline = read_timeline_json(ws / "videos" / files[stem] / "timeline.json")
         named = {label for label, c in timeline.characters.items() if c.name}
         assert named == {"Barack_Obama", "Rose_Leslie"}, timeline.characters.keys()
-        vtt = (ws / "videos" / f"{stem}.mp4" / "speech.vtt").read_text()
+        vtt = (ws / "videos" / files[stem] / "speech.vtt").read_text()
         assert "<v Barack_Obama>" in vtt and "<v Rose_Leslie>" in vtt
         # The voice table gives this episode's speech, as its character table does, not the library's.
         links = timeline.speaker_links
-        heard = sum(t.duration for t in read_rttm(ws / "videos" / f"{stem}.mp4" / "speakers.rttm")[stem])
+        heard = sum(t.duration for t in read_rttm(ws / "videos" / files[stem] / "speakers.rttm")[stem])
         assert sum(link.speech_seconds for link in links) == pytest.approx(heard, abs=0.01)
         by_id = {c.character_id: c for c in timeline.characters.values()}
         for cid in {link.character_id for link in links if link.character_id}:
             assert sum(link.speech_seconds for link in links if link.character_id == cid) == \
                 pytest.approx(by_id[cid].speech_seconds, abs=0.01)
         # report.html's tables of this video give this video's figures (dev00 and dev01 differ).
-        section = page.split(f"<section class='video' id='v-{stem}-mp4'>")[1].split("</section>")[0]
+        anchor = "v-" + files[stem].replace(".", "-")
+        section = page.split(f"<section class='video' id='{anchor}'>")[1].split("</section>")[0]
         voices = section.split("<table class='voices'>")[1].split("</table>")[0]
         assert all(f"<td class='num'>{link.speech_seconds:.1f} s</td></tr>" in voices for link in links)
         chars = section.split("<table class='characters'>")[1].split("</table>")[0]
@@ -84,7 +97,7 @@ def test_subtitles_name_speakers_and_characters(tmp_path, sample_dir, whisper_di
     assert {"Barack_Obama.png", "Rose_Leslie.png"} <= set(sheets)
     import pyarrow.parquet as pq
     tracks = pq.read_table(ws / "library" / "track_embeddings.parquet").to_pydict()
-    assert set(tracks["video"]) == {"montage_dev00.mp4", "montage_dev01.mp4"}
+    assert set(tracks["video"]) == set(files.values())
     assert {len(e) for e in tracks["embedding"]} == {128}
     appearances = (ws / "library" / "appearances.csv").read_text().splitlines()
     assert appearances[0] == "character,video,start,end,track" and len(appearances) == len(tracks["video"]) + 1

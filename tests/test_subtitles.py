@@ -4,6 +4,7 @@ from tasks.core.records import Character, SpeakerLink, SpeechTurn
 from tasks.library.registry import Registry
 from tasks.library.subtitles import (
     NamedLine,
+    SubtitleFile,
     find_subtitles,
     name_from_subtitles,
     name_speakers,
@@ -144,6 +145,10 @@ def test_find_subtitles_beside_the_video(tmp_path):
     assert find_subtitles(tmp_path / "gone" / "x.mp4") == []
 
 
+def beside(video: Path) -> list[SubtitleFile]:
+    return [SubtitleFile.beside(p) for p in find_subtitles(video)]
+
+
 def turns_of(speaker: str, *spans: tuple[float, float]) -> list[SpeechTurn]:
     return [SpeechTurn(a, b, speaker) for a, b in spans]
 
@@ -212,7 +217,7 @@ def test_whole_step_from_files_beside_a_video(tmp_path):
     write(tmp_path, "episode.fr.srt", "garbage")
     turns = turns_of("speaker_001", (0, 10)) + turns_of("speaker_002", (10, 20))
     links = [link("speaker_001", "character_001"), link("speaker_002", None)]
-    naming = name_from_subtitles([(video, turns, links)], {})
+    naming = name_from_subtitles([(video, beside(video), turns, links)], {})
     assert naming.sources == [str(tmp_path / "episode.en.srt")]  # the file with the most named lines
     assert len(naming.notes) == 1
     assert naming.notes[0].startswith("episode.mkv: episode.fr.srt: not a readable subtitle file")
@@ -230,7 +235,8 @@ def test_library_pools_votes_over_videos(tmp_path):
     videos = []
     for ep in ("s1e1", "s1e2"):
         write(tmp_path, f"{ep}.srt", "1\n00:00:01,000 --> 00:00:02,000\nJOHN: hi\n")
-        videos.append((tmp_path / f"{ep}.mp4", turns_of("speaker_001", (0, 5)), [link("speaker_001", "character_001")]))
+        video = tmp_path / f"{ep}.mp4"
+        videos.append((video, beside(video), turns_of("speaker_001", (0, 5)), [link("speaker_001", "character_001")]))
     assert name_from_subtitles(videos[:1], {}).speaker_names == {}
     naming = name_from_subtitles(videos, {"character_001": "John"})
     assert naming.speaker_names == {"speaker_001": "JOHN"}

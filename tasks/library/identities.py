@@ -22,6 +22,7 @@ from tasks.core.formats import read_centroids, read_characters, read_json, read_
 from tasks.library.gallery import GalleryMatch, embed_gallery, gallery_images, name_characters
 from tasks.core.records import Character, SpeakerLink, SpeechTurn, Track, VideoOutputs
 from tasks.core.stage import always_task
+from tasks.library.subtitle_streams import subtitle_files
 from tasks.library.subtitles import name_from_subtitles
 from tasks.library.registry import Registry, face_space, open_registry, registry_paths, voice_space
 from tasks.library.view import NAMES_JSON, LibraryNames, LibraryView, global_evidence
@@ -146,10 +147,15 @@ def update_identities(ws: Workspace, videos: Mapping[str, VideoOutputs], cfg: Ru
     names = LibraryNames({m.character_id: m for m in matches}, None, {link.speaker: link for link in links})
     # Subtitles are read library-wide: a voice keeps one name in every episode.
     view = LibraryView(creg, sreg, names)
-    records = [(v.video, view.video(name, v)) for name, v in videos.items()]
-    subtitles = name_from_subtitles([(path, r.turns, r.links) for path, r in records],
-                                    {m.character_id: m.name for m in matches},
+    found, notes = [], []
+    for name, v in videos.items():
+        files, problems = subtitle_files(v, ws)
+        records = view.video(name, v)
+        found.append((v.video, files, records.turns, records.links))
+        notes += problems
+    subtitles = name_from_subtitles(found, {m.character_id: m.name for m in matches},
                                     cfg.library.subtitle_min_share, cfg.library.subtitle_min_lines)
+    subtitles = replace(subtitles, notes=notes + subtitles.notes)
     write_json(ws.library_dir / NAMES_JSON, {"gallery": str(gallery) if gallery else None, "matches": matches,
                                              "subtitles": subtitles, "voice_links": links})
     return replace(names, subtitles=subtitles)

@@ -1,5 +1,6 @@
-"""Subtitles: names for voices from the subtitle files that sit beside a video.
-In: `<stem>[.<lang>].srt|ass|ssa|vtt`, speaker turns (library speaker ids), speaker links, gallery names.
+"""Subtitles: names for voices from the subtitle files that sit beside a video, or inside it.
+In: `<stem>[.<lang>].srt|ass|ssa|vtt`, the video's own text tracks (extracted by tasks/library/subtitle_streams.py),
+speaker turns (library speaker ids), speaker links, gallery names.
 Out: speaker -> name, character -> name, one-line warnings and conflicts (applied by tasks/library/view.py). Backend:
 pysubs2 parses every format.
 """
@@ -49,10 +50,23 @@ class NamedLine:
 
 
 @dataclass(frozen=True)
+class SubtitleFile:
+    """A subtitle file the naming step reads: one beside the video, or a text track extracted from inside it."""
+
+    path: Path
+    label: str  # what names.json lists: the file's path, or the video's path and the stream
+    name: str  # what a warning after the video's name calls it: `episode.en.srt`, `subtitle stream 2 (ass)`
+
+    @classmethod
+    def beside(cls, path: Path) -> "SubtitleFile":
+        return cls(path, str(path), path.name)
+
+
+@dataclass(frozen=True)
 class SubtitleNaming:
     """What the subtitles of one video, or of the library, say: for the timeline step and the report."""
 
-    sources: list[str]  # the subtitle files used, at most one per video
+    sources: list[str]  # the subtitle files used (SubtitleFile.label), at most one per video
     speaker_names: dict[str, str]
     character_names: dict[str, str]
     notes: list[str]
@@ -105,22 +119,24 @@ def _line_names(text: str, voice_tags: bool) -> tuple[list[str], str]:
     return names, " ".join(r for r in rest if r)
 
 
-def read_named_lines(path: Path, unnamed: bool = False) -> tuple[list[NamedLine], list[str]]:
+def read_named_lines(path: Path, unnamed: bool = False, label: str | None = None) -> tuple[list[NamedLine], list[str]]:
     """The lines of a subtitle file that name their speaker (ASS `Name` field, WebVTT `<v Name>`, a
-    `NAME:` prefix), plus one-line warnings. Bad input never raises: the file, or the line, is skipped.
-    With `unnamed`, every line for its text (name "" where it names nobody, or several speakers at once)."""
+    `NAME:` prefix), plus one-line warnings that call the file `label` (its name by default). Bad input never
+    raises: the file, or the line, is skipped. With `unnamed`, every line for its text (name "" where it names
+    nobody, or several speakers at once)."""
     path = Path(path)
+    label = label or path.name
     try:
         if path.stat().st_size > MAX_SUBTITLE_BYTES:
-            return [], [f"{path.name}: {path.stat().st_size} bytes is too large for a subtitle file, skipped"]
-        text, warnings = _decode(path.read_bytes(), path.name)
+            return [], [f"{label}: {path.stat().st_size} bytes is too large for a subtitle file, skipped"]
+        text, warnings = _decode(path.read_bytes(), label)
     except OSError as e:
-        return [], [f"{path.name}: cannot read ({e.strerror or e}), skipped"]
+        return [], [f"{label}: cannot read ({e.strerror or e}), skipped"]
     try:
         # Unknown tags are kept so that WebVTT voice spans survive parsing (pysubs2 strips them by default).
         subs = pysubs2.SSAFile.from_string(text, keep_unknown_html_tags=True)
     except Exception as e:  # pysubs2 raises many types on malformed input; any of them means "unreadable"
-        return [], warnings + [f"{path.name}: not a readable subtitle file ({type(e).__name__}: {e}), skipped"]
+        return [], warnings + [f"{label}: not a readable subtitle file ({type(e).__name__}: {e}), skipped"]
 
     lines, bad_times, several = [], 0, 0
     for event in subs.get_text_events():
@@ -142,9 +158,9 @@ def read_named_lines(path: Path, unnamed: bool = False) -> tuple[list[NamedLine]
         if names or unnamed:
             lines.append(NamedLine(event.start / 1000, event.end / 1000, names[0] if names else "", spoken))
     if bad_times:
-        warnings.append(f"{path.name}: {bad_times} line(s) ending before they start, skipped")
+        warnings.append(f"{label}: {bad_times} line(s) ending before they start, skipped")
     if several and not unnamed:  # kept for their text then, so not "skipped"
-        warnings.append(f"{path.name}: {several} line(s) naming several speakers at once, skipped")
+        warnings.append(f"{label}: {several} line(s) naming several speakers at once, skipped")
     return lines, warnings
 
 
@@ -261,29 +277,32 @@ def reconcile(speaker_names: dict[str, str], links: Iterable[SpeakerLink],
     return names, notes
 
 
-def video_lines(video: Path) -> tuple[Path | None, list[NamedLine], list[str]]:
+def video_lines(files: Sequence[SubtitleFile]) -> tuple[SubtitleFile | None, list[NamedLine], list[str]]:
     """The named lines of a video's subtitles, and warnings. Of several files (languages), the one with the
-    most named lines is used: they repeat the same lines, so pooling them would count each more than once."""
-    best: tuple[Path | None, list[NamedLine]] = (None, [])
+    most named lines is used (the first of a tie): they repeat the same lines, so pooling them would count each
+    more than once."""
+    best: tuple[SubtitleFile | None, list[NamedLine]] = (None, [])
     warnings: list[str] = []
-    for path in find_subtitles(video):
-        lines, problems = read_named_lines(path)
+    for file in files:
+        lines, problems = read_named_lines(file.path, label=file.name)
         warnings += problems
         if len(lines) > len(best[1]):
-            best = (path, lines)
+            best = (file, lines)
     return best[0], best[1], warnings
 
 
-def name_from_subtitles(videos: Sequence[tuple[Path, Sequence[SpeechTurn], Sequence[SpeakerLink]]],
+def name_from_subtitles(videos: Sequence[tuple[Path, Sequence[SubtitleFile], Sequence[SpeechTurn],
+                                               Sequence[SpeakerLink]]],
                         gallery_names: dict[str, str], min_share: float = MIN_SHARE,
                         min_lines: int = MIN_LINES) -> SubtitleNaming:
-    """The whole step over (video path, its turns and links in library ids) for one or every video."""
+    """The whole step over (video path, its subtitle files, its turns and links in library ids) for one or every
+    video."""
     sources, pooled, notes = [], [], []
-    for video, turns, _ in videos:
-        source, lines, warnings = video_lines(video)
+    for video, files, turns, _ in videos:
+        source, lines, warnings = video_lines(files)
         notes += [f"{video.name}: {w}" for w in warnings]
         if source is not None:
-            sources.append(str(source))
+            sources.append(source.label)
         pooled.append((lines, turns))
     speaker_names, conflicts = name_speakers_across(pooled, min_share, min_lines)
     character_names, agreements = reconcile(speaker_names, [link for *_, ls in videos for link in ls],

@@ -31,7 +31,8 @@ from tasks.core.records import VideoOutputs
 from tasks.core.workspace import Workspace
 from tasks.library.report_clips import Clip, cut_clip, pick_clips
 from tasks.library.report_faces import choose_faces, face_candidates, write_thumb
-from tasks.library.subtitles import NamedLine, find_subtitles, read_named_lines, video_lines
+from tasks.library.subtitle_streams import subtitle_files
+from tasks.library.subtitles import NamedLine, read_named_lines, video_lines
 from tasks.library.timeline import offscreen_label, speaker_labels
 from tasks.library.view import NAMES_JSON, LibraryView
 from tasks.tools.character_dataset import class_names, safe_video, videos_of_last_run
@@ -116,7 +117,7 @@ def _unique(stem: Path, suffix: str, ext: str) -> Path:
     return path if not path.exists() else stem.with_name(stem.name + suffix + ext)
 
 
-def voice_turns(view: LibraryView, videos: Mapping[str, VideoOutputs]) -> list[VoiceTurn]:
+def voice_turns(ws: Workspace, view: LibraryView, videos: Mapping[str, VideoOutputs]) -> list[VoiceTurn]:
     """Every turn of these videos, as publish_timeline writes speech.rttm: library speaker ids, filed under the
     linked character's label (tasks/library/timeline.py speaker_labels), times as the RTTM line gives them."""
     out = []
@@ -124,7 +125,7 @@ def voice_turns(view: LibraryView, videos: Mapping[str, VideoOutputs]) -> list[V
         records = view.video(name, outputs)
         named = view.named(records)
         filed = speaker_labels(named.characters, named.links)
-        lines = subtitle_lines(outputs.video)
+        lines = subtitle_lines(outputs, ws)
         for turn, shown in zip(records.turns, named.turns):  # the same turns, relabelled one by one
             start, length = round(turn.start, 3), round(turn.duration, 3)
             if length <= 0:  # not in the RTTM (tasks/core/formats.py rttm_lines)
@@ -137,11 +138,12 @@ def voice_turns(view: LibraryView, videos: Mapping[str, VideoOutputs]) -> list[V
     return out
 
 
-def subtitle_lines(video: Path) -> list[NamedLine]:
+def subtitle_lines(outputs: VideoOutputs, ws: Workspace) -> list[NamedLine]:
     """Every line of the subtitle file the naming step reads for this video (the one naming the most speakers),
-    else of its first subtitle file; none without subtitles."""
-    source = video_lines(video)[0] or next(iter(find_subtitles(video)), None)
-    return read_named_lines(source, unnamed=True)[0] if source else []
+    else of its first subtitle file (beside it or inside it); none without subtitles."""
+    files = subtitle_files(outputs, ws)[0]
+    source = video_lines(files)[0] or next(iter(files), None)
+    return read_named_lines(source.path, unnamed=True)[0] if source else []
 
 
 def overlapping_text(lines: Sequence[NamedLine], start: float, end: float) -> str:
@@ -189,7 +191,7 @@ def export_characters(workspace: str | Path, out_dir: str | Path, params: Export
     notes = [] if pictures else [f"no video with pictures in the last run of {ws.root}: no faces exported"]
     with atomic_dir(out_dir) as tmp:
         faces = export_faces(tmp, view, pictures, params.max_faces) if pictures else []
-        turns = voice_turns(view, {name: files[name] for name in wavs})
+        turns = voice_turns(ws, view, {name: files[name] for name in wavs})
         clips = export_voices(tmp, turns, wavs, params.max_clips)
         if not clips:
             notes.append(f"no voices in the last run of {ws.root} (no file with speech and its audio): "
