@@ -237,3 +237,26 @@ def test_ground_truth_faces_and_turns_score_perfectly_on_a_real_episode(dirs):
     assert r["faces"]["pooled"]["wcp"] == 1.0 and r["faces"]["pooled"]["unmatched_boxes"] == 0
     assert r["diarization"]["files"]["montage_dev00"]["der"] == pytest.approx(0.0, abs=1e-9)
     assert r["alignment"]["pooled"]["right"] == pytest.approx(1.0)
+
+
+def test_eval_diarization_shifts_put_silence_before_the_file(tmp_path):
+    """scripts/eval_diarization.py --shifts: the same audio after exactly that much silence; shift 0 is the file."""
+    import argparse
+    import importlib.util
+
+    import numpy as np
+    import soundfile as sf
+
+    spec = importlib.util.spec_from_file_location(
+        "eval_diarization", Path(__file__).resolve().parents[1] / "scripts" / "eval_diarization.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    audio = (np.arange(1600) % 200 - 100).astype(np.int16)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audio, 16000, subtype="PCM_16")
+    assert script.shifted(wav, 0.0, tmp_path) == wav
+    moved, rate = sf.read(script.shifted(wav, 0.25, tmp_path), dtype="int16")
+    assert rate == 16000 and not moved[:4000].any() and (moved[4000:] == audio).all()
+    assert script._seconds("0,0.2,1.5") == [0.0, 0.2, 1.5]
+    with pytest.raises(argparse.ArgumentTypeError):
+        script._seconds("0,-1")
