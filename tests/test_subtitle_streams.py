@@ -12,19 +12,9 @@ from tasks.library import subtitle_streams
 from tasks.library.subtitle_streams import subtitle_files
 from tasks.library.subtitles import read_named_lines, video_lines
 from tasks.video.demux import probe
+from test_subtitles import ASS_HEADER
 
-ASS = """[Script Info]
-ScriptType: v4.00+
-
-[V4+ Styles]
-Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
-Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
-MarginV, Encoding
-Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,2,2,10,10,10,1
-
-[Events]
-Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:01.00,0:00:02.00,Default,Zoë,0,0,0,,Hello
+ASS = ASS_HEADER + """Dialogue: 0,0:00:01.00,0:00:02.00,Default,Zoë,0,0,0,,Hello
 Dialogue: 0,0:00:03.00,0:00:04.00,Default,Bob,0,0,0,,Hi
 Dialogue: 0,0:00:05.00,0:00:06.00,Default,Zoë,0,0,0,,Bye
 """

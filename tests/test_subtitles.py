@@ -13,7 +13,7 @@ from tasks.library.subtitles import (
 )
 from tasks.library.view import GlobalView, LibraryNames, LibraryView
 
-ASS = """[Script Info]
+ASS_HEADER = """[Script Info]
 ScriptType: v4.00+
 
 [V4+ Styles]
@@ -24,7 +24,8 @@ Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,
 
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
-Dialogue: 0,0:00:01.00,0:00:02.50,Default,Zoë,0,0,0,,{\\i1}Hello{\\i0}\\Nthere
+"""
+ASS = ASS_HEADER + """Dialogue: 0,0:00:01.00,0:00:02.50,Default,Zoë,0,0,0,,{\\i1}Hello{\\i0}\\Nthere
 Comment: 0,0:00:03.00,0:00:04.00,Default,Bob,0,0,0,,a comment is not a line
 Dialogue: 0,0:00:05.00,0:00:06.00,Default,,0,0,0,,nobody named
 Dialogue: 0,0:00:07.00,0:00:08.00,Default,Bob,0,0,0,,Hi
