@@ -152,6 +152,7 @@ def inspect(
 ) -> None:
     """Show what ffprobe sees in VIDEO and what castline would do with it."""
     quiet_environment()
+    from tasks.library.subtitle_streams import subtitle_plan
     from tasks.video.demux import MediaError, describe, probe
 
     cfg = load_config_or_exit(config, {})
@@ -159,7 +160,9 @@ def inspect(
         info = probe(video)
     except MediaError as e:
         fail(str(e), 1)
-    typer.echo(json.dumps(describe(info, cfg.demux), indent=2))
+    described = describe(info, cfg.demux)
+    described["plan"] += subtitle_plan(Path(video), info.streams)
+    typer.echo(json.dumps(described, indent=2))
 
 
 @app.command()

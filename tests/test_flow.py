@@ -80,9 +80,15 @@ def test_cli_help_lists_defaults():
     assert r.returncode == 0 and "LIBRARY/.castline" in r.stdout and "1.0" in r.stdout
 
 
-def test_inspect_reports_plan_and_errors(media_dir):
+def test_inspect_reports_plan_and_errors(media_dir, tmp_path):
     ok = castline("inspect", str(media_dir / "video_only.mp4"))
     assert ok.returncode == 0 and "audio stages will be skipped" in ok.stdout
+    (tmp_path / "a.srt").write_text("1\n00:00:00,500 --> 00:00:01,000\nANN: hi\n")
+    ffmpeg("-i", str(media_dir / "video_only.mp4"), "-i", str(tmp_path / "a.srt"), "-map", "0", "-map", "1",
+           "-c", "copy", str(tmp_path / "episode.mkv"))
+    (tmp_path / "episode.en.vtt").write_text("WEBVTT\n")
+    plan = json.loads(castline("inspect", str(tmp_path / "episode.mkv")).stdout)["plan"]
+    assert plan[-2:] == ["read for names: episode.en.vtt (beside it)", "read for names: subtitle stream 1 (subrip)"]
     bad = castline("inspect", str(media_dir / "text.mp4"))
     assert bad.returncode == 1 and "text.mp4" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import ffmpeg
 
@@ -107,3 +108,13 @@ def subtitle_files(outputs: VideoOutputs, ws: Workspace) -> tuple[list[SubtitleF
         notes += [f"{outputs.video.name}: {_name(s)} is pictures, not text (no OCR here): not read"
                   for s in subtitle_streams(outputs) if s.codec in PICTURE_CODECS]
     return files, notes
+
+
+def subtitle_plan(video: Path, streams: Sequence[StreamInfo]) -> list[str]:
+    """What the naming step would read of a video's subtitles, one line each (for `castline inspect`)."""
+    plan = [f"read for names: {p.name} (beside it)" for p in find_subtitles(video)]
+    for s in streams:
+        if s.kind == "subtitle":
+            plan.append(f"{_name(s)} is pictures, not text (no OCR here): not read" if s.codec in PICTURE_CODECS
+                        else f"read for names: {_name(s)}")
+    return plan
