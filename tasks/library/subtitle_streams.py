@@ -36,6 +36,10 @@ def _name(stream: StreamInfo) -> str:
     return f"subtitle stream {stream.index} ({stream.codec})"
 
 
+def _pictures(stream: StreamInfo) -> str:
+    return f"{_name(stream)} is pictures, not text (no OCR here): not read"
+
+
 def _file(stream: StreamInfo) -> str:
     return f"{stream.index}{COPIED.get(stream.codec, '.srt')}"
 
@@ -105,8 +109,8 @@ def subtitle_files(outputs: VideoOutputs, ws: Workspace) -> tuple[list[SubtitleF
     embedded, notes = embedded_subtitles(outputs, ws.root / "cache" / SUBTITLE_STREAMS)
     files = [SubtitleFile.beside(p) for p in find_subtitles(outputs.video)] + embedded
     if not files:
-        notes += [f"{outputs.video.name}: {_name(s)} is pictures, not text (no OCR here): not read"
-                  for s in subtitle_streams(outputs) if s.codec in PICTURE_CODECS]
+        notes += [f"{outputs.video.name}: {_pictures(s)}" for s in subtitle_streams(outputs)
+                  if s.codec in PICTURE_CODECS]
     return files, notes
 
 
@@ -115,6 +119,5 @@ def subtitle_plan(video: Path, streams: Sequence[StreamInfo]) -> list[str]:
     plan = [f"read for names: {p.name} (beside it)" for p in find_subtitles(video)]
     for s in streams:
         if s.kind == "subtitle":
-            plan.append(f"{_name(s)} is pictures, not text (no OCR here): not read" if s.codec in PICTURE_CODECS
-                        else f"read for names: {_name(s)}")
+            plan.append(_pictures(s) if s.codec in PICTURE_CODECS else f"read for names: {_name(s)}")
     return plan
