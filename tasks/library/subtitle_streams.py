@@ -73,10 +73,11 @@ def extract_streams(video: Path, streams: list[StreamInfo], folder: Path) -> Non
                                   "error": failed.get(s.index)} for s in streams])
 
 
-def embedded_subtitles(outputs: VideoOutputs, cache: Path) -> tuple[list[SubtitleFile], list[str]]:
-    """The text subtitle tracks of a processed video as files (extracted into `cache` once), and notes on the
-    tracks that could not be extracted."""
-    text = [s for s in subtitle_streams(outputs) if s.codec not in PICTURE_CODECS]
+def embedded_subtitles(outputs: VideoOutputs, streams: Sequence[StreamInfo],
+                       cache: Path) -> tuple[list[SubtitleFile], list[str]]:
+    """The text tracks among a processed video's subtitle `streams` as files (extracted into `cache` once), and
+    notes on the tracks that could not be extracted."""
+    text = [s for s in streams if s.codec not in PICTURE_CODECS]
     if not text:
         return [], []
     # The probe result's file name is its key, which hashes the video's content.
@@ -98,19 +99,15 @@ def embedded_subtitles(outputs: VideoOutputs, cache: Path) -> tuple[list[Subtitl
     return files, notes
 
 
-def subtitle_streams(outputs: VideoOutputs) -> list[StreamInfo]:
-    return [s for s in load_media_info(outputs.probe, outputs.video).streams if s.kind == "subtitle"]
-
-
 def subtitle_files(outputs: VideoOutputs, ws: Workspace) -> tuple[list[SubtitleFile], list[str]]:
     """Every subtitle file of a video: the files beside it first (a tie in named lines goes to them), then its
     own text tracks, extracted into WORKSPACE/cache/subtitle_streams/; and notes on the tracks not read. Tracks
     that are pictures are noted only when the video has no text to read: otherwise they are not missed."""
-    embedded, notes = embedded_subtitles(outputs, ws.root / "cache" / SUBTITLE_STREAMS)
+    streams = [s for s in load_media_info(outputs.probe, outputs.video).streams if s.kind == "subtitle"]
+    embedded, notes = embedded_subtitles(outputs, streams, ws.root / "cache" / SUBTITLE_STREAMS)
     files = [SubtitleFile.beside(p) for p in find_subtitles(outputs.video)] + embedded
     if not files:
-        notes += [f"{outputs.video.name}: {_pictures(s)}" for s in subtitle_streams(outputs)
-                  if s.codec in PICTURE_CODECS]
+        notes += [f"{outputs.video.name}: {_pictures(s)}" for s in streams if s.codec in PICTURE_CODECS]
     return files, notes
 
 
