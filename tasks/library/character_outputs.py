@@ -4,7 +4,9 @@ In: every processed video's stage results relabelled with library ids and names 
 Out: WORKSPACE/library/characters/<label>.png (contact sheet of each character's faces, chosen as report.html
 chooses them: sharp, large and different from each other, tasks/library/report_faces.py),
 appearances.csv (character, video, start, end, track) and track_embeddings.parquet (one row per track:
-video, track, character, name, time span, boxes, embedding list<float32>[dim]).
+video, track, character, name, time span, boxes, embedding list<float32>[dim]). Both give a track's span as the
+times of its first and last box in tracks.json (sampled frames): a row of the track, not of the screen time
+(timeline.py's on_screen spans, which give each frame half a sampling interval either side).
 """
 from __future__ import annotations
 
