@@ -5,7 +5,7 @@ bundled sample.wav/.rttm. Out: a table on stdout (DER with a 0.25 s collar, over
 turn edges on whole seconds; RTF). Usage: python scripts/eval_diarization.py [--diarize.threshold 0.55] ...
 The montage episodes are what the defaults were tuned on; sample.wav is a held-out check.
 
---shifts 0,0.3,1.1,...: score each file again with that many seconds of silence put before it (its reference
+--shifts 0,0.3,1.1,... (or 0:2.2:0.2, from 0 to 2.2 s in 0.2 s steps): score each file again with that many seconds of silence put before it (its reference
 moved by as much), and print each shift's DERs and their mean and worst. The diarizer's 10 s windows and 2 s
 parts lie on a grid from the file's start, so one alignment of a 30 s file can be lucky or unlucky: a new
 recording is any alignment, and a setting should be judged on the mean over many (measured 2026-12-07: the
@@ -126,10 +126,21 @@ def print_shifts(results: dict[float, dict]) -> None:
 
 
 def _seconds(text: str) -> list[float]:
+    """`0,0.3,1.1` as listed, or `0:2.2:0.2` from the first to the second (included) in steps of the third."""
     try:
-        shifts = [float(x) for x in text.split(",")]
+        if ":" in text:
+            first, last, step = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise argparse.ArgumentTypeError("the step of first:last:step must be above 0")
+            # Rounded to the millisecond, so 0.2-second steps do not read 0.6000000000000001 s.
+            shifts = [round(first + i * step, 3) for i in range(int(round((last - first) / step, 6)) + 1)]
+        else:
+            shifts = [float(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected seconds separated by commas, or first:last:step, not {text!r}") \
+            from None
+    if not shifts:
+        raise argparse.ArgumentTypeError(f"no shift from {text!r}: first:last:step needs last at or above first")
     if any(x < 0 for x in shifts):
         raise argparse.ArgumentTypeError("shifts are seconds of silence: none below 0")
     return shifts
@@ -152,7 +163,8 @@ def main() -> None:
                             help=field.description.replace("%", "%%"))
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the real-time factor depends on it)")
     ap.add_argument("--shifts", type=_seconds, default=[0.0],
-                    help="comma-separated seconds of silence put before every file, each scored on its own [0]")
+                    help="seconds of silence put before every file, each scored on its own: comma-separated, or "
+                         "first:last:step (0:2.2:0.2 is the 12 shifts the calibration table uses) [0]")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = DiarizeParams(**{k: v for k, v in vars(args).items() if k not in ("threads", "shifts") and v is not None})

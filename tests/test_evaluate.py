@@ -258,5 +258,8 @@ def test_eval_diarization_shifts_put_silence_before_the_file(tmp_path):
     moved, rate = sf.read(script.shifted(wav, 0.25, tmp_path), dtype="int16")
     assert rate == 16000 and not moved[:4000].any() and (moved[4000:] == audio).all()
     assert script._seconds("0,0.2,1.5") == [0.0, 0.2, 1.5]
-    with pytest.raises(argparse.ArgumentTypeError):
-        script._seconds("0,-1")
+    assert script._seconds("0:2.2:0.2") == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2]
+    assert script._seconds("0.5:0.5:1") == [0.5]
+    for bad in ("0,-1", "-1:1:0.5", "0:1:0", "0:1", "0:a:1", "1:0:0.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            script._seconds(bad)
