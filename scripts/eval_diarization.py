@@ -5,11 +5,12 @@ bundled sample.wav/.rttm. Out: a table on stdout (DER with a 0.25 s collar, over
 turn edges on whole seconds; RTF). Usage: python scripts/eval_diarization.py [--diarize.threshold 0.55] ...
 The montage episodes are what the defaults were tuned on; sample.wav is a held-out check.
 
---shifts 0,0.3,1.1,... (or 0:2.2:0.2, from 0 to 2.2 s in 0.2 s steps): score each file again with that many seconds of silence put before it (its reference
-moved by as much), and print each shift's DERs and their mean and worst. The diarizer's 10 s windows and 2 s
-parts lie on a grid from the file's start, so one alignment of a 30 s file can be lucky or unlucky: a new
-recording is any alignment, and a setting should be judged on the mean over many (measured 2026-12-07: the
-defaults' pooled 28.6 % at shift 0 was 32.4 % on average over 0, 0.2 … 2.2 s, and 41.2 % at the worst).
+--shifts 0,0.3,1.1,... (or 0:2.2:0.2, from 0 to 2.2 s in 0.2 s steps): score each file again with that many
+seconds of silence put before it (its reference moved by as much), and print each shift's DERs and their mean
+and worst. The diarizer's 10 s windows and 2 s parts lie on a grid from the file's start, so one alignment of a
+30 s file can be lucky or unlucky: a new recording is any alignment, and a setting should be judged on the mean
+over many (measured 2026-12-07: the defaults' pooled 28.6 % at shift 0 was 32.4 % on average over 0, 0.2 … 2.2 s,
+and 41.2 % at the worst).
 """
 from __future__ import annotations
 
