@@ -27,17 +27,16 @@ def changed(before: dict, after: dict) -> set[str]:
 
 @pytest.fixture
 def edit(monkeypatch):
-    """edit("tasks.video.embed.pooling") -> from then on, the key computation reads that module's source with one more line,
-    as if the file had been edited."""
+    """edit("tasks.video.embed.pooling") -> from then on, the key computation reads that module's source with one more
+    statement, as if the file had been edited; edit(module, text) appends that text instead."""
     real = workspace.module_source
 
     def forget_hashes() -> None:  # hashes are kept per process; an edited file is seen by the next process
         workspace.code_version.cache_clear()
         workspace.code_fingerprint.cache_clear()
 
-    def edit_module(edited: str) -> None:
-        monkeypatch.setattr(workspace, "module_source",
-                            lambda name: real(name) + ("\n# edited\n" if name == edited else ""))
+    def edit_module(edited: str, text: str = "\n_EDITED = True\n") -> None:
+        monkeypatch.setattr(workspace, "module_source", lambda name: real(name) + (text if name == edited else ""))
         forget_hashes()
     yield edit_module
     monkeypatch.undo()
@@ -67,6 +66,16 @@ def test_editing_a_module_rekeys_the_stages_using_it_and_what_follows(edit, modu
     assert changed(before, keys_of()) == rekeyed
 
 
+@pytest.mark.parametrize("text", ["\n# a calibration note: Why.\n", '\n\ndef _helper(x):\n    """Why."""\n    return x\n'])
+def test_comments_and_docstrings_do_not_rekey_but_code_does(edit, text):
+    before = keys_of()
+    edit("tasks.video.diarize.offline", text)
+    with_text = keys_of()
+    edit("tasks.video.diarize.offline", text.replace("Why.", "Why, with figures measured again."))
+    assert changed(with_text, keys_of()) == set()
+    assert changed(before, with_text) == ({"diarize", "align"} if "def" in text else set())  # a new function is code
+
+
 def test_every_module_edit_rekeys_whole_downstream_chains(edit):
     """Whatever castline module is edited, no stage keeps its key while a stage it reads changes."""
     before = keys_of()
@@ -84,11 +93,15 @@ def test_a_module_imported_relatively_inside_a_function_is_covered(monkeypatch):
     real = workspace.module_source
     lazy = "\n\ndef backend():\n    from .embed.pooling import pool\n"
     monkeypatch.setattr(workspace, "module_source", lambda name: real(name) + (lazy if name == "tasks.video.track" else ""))
-    workspace.module_closure.cache_clear()
+
+    def forget() -> None:
+        workspace.module_closure.cache_clear()
+        workspace._imported.cache_clear()
+    forget()
     try:
         assert "tasks.video.embed.pooling" in workspace.module_closure("tasks.video.track")
     finally:
-        workspace.module_closure.cache_clear()
+        forget()
 
 
 def write_model(folder: Path) -> Path:

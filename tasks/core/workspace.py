@@ -103,30 +103,45 @@ def module_source(module_name: str) -> str:
     return module_file(module_name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)  # its source is read once per process, so its hash cannot change either
-def code_version(module_name: str) -> str:
-    """Hash of one module's source."""
-    return hashlib.blake2b(module_source(module_name).encode(), digest_size=6).hexdigest()
-
-
-# A stage's key hashes its parameters' values, so the module that declares them is not part of its code:
-# a new description or calibration note must not re-run every stage of every workspace.
-BY_VALUE = {"tasks.core.config"}
-
-
 # CPython 3.11's ast.parse is not safe from two threads at once: a resumed run whose video computed the keys of
 # its two branches together failed with "SystemError: AST constructor recursion depth mismatch".
 _PARSE = threading.Lock()
 
 
-def _imported(module_name: str) -> set[str]:
+def _parse(module_name: str) -> ast.Module:
+    with _PARSE:
+        return ast.parse(module_source(module_name))
+
+
+def _drop_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+@lru_cache(maxsize=None)  # its source is read once per process, so its hash cannot change either
+def code_version(module_name: str) -> str:
+    """Hash of what one module runs: its syntax tree without docstrings. Comments, docstrings and line breaks
+    are where the calibration notes and reasons live; editing them must not re-run every finished stage of a
+    library (hours of video), while any change to a statement, a constant or a name re-keys."""
+    return hashlib.blake2b(ast.dump(_drop_docstrings(_parse(module_name))).encode(), digest_size=6).hexdigest()
+
+
+# A stage's key hashes its parameters' values, so the module that declares them is not part of its code:
+# a new default value re-keys the stages that read it, a new description does not.
+BY_VALUE = {"tasks.core.config"}
+
+
+@lru_cache(maxsize=None)  # parsed once per module, not again for every closure that reaches it
+def _imported(module_name: str) -> frozenset[str]:
     """Castline modules a module imports anywhere, including inside functions (how backends are loaded)."""
     is_package = module_file(module_name).name == "__init__.py"
     package = module_name if is_package else module_name.rpartition(".")[0]
     names: set[str] = set()
-    with _PARSE:
-        tree = ast.parse(module_source(module_name))
-    for node in ast.walk(tree):
+    for node in ast.walk(_parse(module_name)):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -136,7 +151,7 @@ def _imported(module_name: str) -> set[str]:
                 base = f"{parent}.{base}" if base else parent
             # `from tasks import formats` imports a module by the name it lists.
             names.update([base, *(f"{base}.{a.name}" for a in node.names)])
-    return {n for n in names if n.split(".")[0] == "tasks" and n not in BY_VALUE and module_file(n) is not None}
+    return frozenset(n for n in names if n.split(".")[0] == "tasks" and n not in BY_VALUE and module_file(n) is not None)
 
 
 @lru_cache(maxsize=None)
