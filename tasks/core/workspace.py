@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from tasks.core.errors import ModelUnavailable
 from tasks.core.formats import TEMP_SUFFIX, read_json, write_json
@@ -107,10 +107,14 @@ def module_source(module_name: str) -> str:
 # its two branches together failed with "SystemError: AST constructor recursion depth mismatch".
 _PARSE = threading.Lock()
 
+# A stage's key hashes its parameters' values, so the module that declares them is not part of its code:
+# a new default value re-keys the stages that read it, a new description does not.
+BY_VALUE = {"tasks.core.config"}
 
-def _parse(module_name: str) -> ast.Module:
-    with _PARSE:
-        return ast.parse(module_source(module_name))
+
+class _Syntax(NamedTuple):
+    digest: str  # of the syntax tree without docstrings
+    imports: frozenset[str]  # castline modules imported anywhere, including inside functions (how backends load)
 
 
 def _drop_docstrings(tree: ast.Module) -> ast.Module:
@@ -122,26 +126,11 @@ def _drop_docstrings(tree: ast.Module) -> ast.Module:
     return tree
 
 
-@lru_cache(maxsize=None)  # its source is read once per process, so its hash cannot change either
-def code_version(module_name: str) -> str:
-    """Hash of what one module runs: its syntax tree without docstrings. Comments, docstrings and line breaks
-    are where the calibration notes and reasons live; editing them must not re-run every finished stage of a
-    library (hours of video), while any change to a statement, a constant or a name re-keys."""
-    return hashlib.blake2b(ast.dump(_drop_docstrings(_parse(module_name))).encode(), digest_size=6).hexdigest()
-
-
-# A stage's key hashes its parameters' values, so the module that declares them is not part of its code:
-# a new default value re-keys the stages that read it, a new description does not.
-BY_VALUE = {"tasks.core.config"}
-
-
-@lru_cache(maxsize=None)  # parsed once per module, not again for every closure that reaches it
-def _imported(module_name: str) -> frozenset[str]:
-    """Castline modules a module imports anywhere, including inside functions (how backends are loaded)."""
+def _castline_imports(module_name: str, tree: ast.Module) -> frozenset[str]:
     is_package = module_file(module_name).name == "__init__.py"
     package = module_name if is_package else module_name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(_parse(module_name)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -154,6 +143,23 @@ def _imported(module_name: str) -> frozenset[str]:
     return frozenset(n for n in names if n.split(".")[0] == "tasks" and n not in BY_VALUE and module_file(n) is not None)
 
 
+# One parse per module and process, however many closures and keys ask; its source is read once too, so
+# neither can change within a process.
+@lru_cache(maxsize=None)
+def _syntax(module_name: str) -> _Syntax:
+    with _PARSE:
+        tree = _drop_docstrings(ast.parse(module_source(module_name)))
+    digest = hashlib.blake2b(ast.dump(tree).encode(), digest_size=6).hexdigest()
+    return _Syntax(digest, _castline_imports(module_name, tree))
+
+
+def code_version(module_name: str) -> str:
+    """Hash of what one module runs: its syntax tree without docstrings. Comments, docstrings and line breaks
+    are where the calibration notes and reasons live; editing them must not re-run every finished stage of a
+    library (hours of video), while any change to a statement, a constant or a name re-keys."""
+    return _syntax(module_name).digest
+
+
 @lru_cache(maxsize=None)
 def module_closure(module_name: str) -> tuple[str, ...]:
     """The module and every castline module it imports, directly or through others, sorted."""
@@ -162,13 +168,13 @@ def module_closure(module_name: str) -> tuple[str, ...]:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo += _imported(name)
+            todo += _syntax(name).imports
     return tuple(sorted(seen))
 
 
 @lru_cache(maxsize=None)  # a library run of 300 videos asked 3,300 times (2.9 s of hashing)
 def code_fingerprint(module_name: str) -> str:
-    """Hash of the source of a module and everything it imports from castline: editing a backend, a helper or
+    """Hash of the code of a module and everything it imports from castline: editing a backend, a helper or
     a format invalidates the results of every stage that uses it."""
     return params_digest([(m, code_version(m)) for m in module_closure(module_name)])
 
